@@ -1,0 +1,9 @@
+"""Frozen word embeddings shared by many Keras models: one memory-mapped store, K models.
+
+Importing the package (and opening or converting a store) never imports TensorFlow.
+"""
+
+from .errors import InputError, MemoryBudgetError
+from .store import EmbeddingStore
+
+__all__ = ["EmbeddingStore", "InputError", "MemoryBudgetError"]

@@ -1,0 +1,48 @@
+"""The 1D CNN both scripts train, and how a trained model is saved and loaded with its manifest."""
+
+import json
+from pathlib import Path
+
+import keras
+
+from .errors import InputError
+
+MODEL_FILE, MANIFEST_FILE = "model.keras", "manifest.json"
+
+
+def conv_classifier(inputs, x, num_classes):
+    """The Keras example's CNN on top of ``x`` (the embedded sequence), compiled as there."""
+    x = keras.layers.Conv1D(128, 5, activation="relu")(x)
+    x = keras.layers.MaxPooling1D(5)(x)
+    x = keras.layers.Conv1D(128, 5, activation="relu")(x)
+    x = keras.layers.MaxPooling1D(5)(x)
+    x = keras.layers.Conv1D(128, 5, activation="relu")(x)
+    x = keras.layers.GlobalMaxPooling1D()(x)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
+    return model
+
+
+def read_manifest(model_dir):
+    """The manifest saved beside a model; an InputError when it is missing or unreadable."""
+    path = Path(model_dir) / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(path, "is missing", "give a folder written by one of the two scripts") from None
+    except ValueError as e:
+        raise InputError(path, f"is not valid JSON ({e})", "re-run the script that wrote it") from None
+
+
+def load_model(model_dir):
+    """Load ``model.keras`` from a run folder, turning Keras' errors into one clear InputError."""
+    path = Path(model_dir) / MODEL_FILE
+    if not path.is_file():
+        raise InputError(path, "is missing", "give a folder written by one of the two scripts")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as e:  # Keras raises many types for a damaged file; the user needs one message
+        raise InputError(path, f"cannot be loaded ({type(e).__name__}: {str(e)[:200]})",
+                         "re-run the script that wrote it") from None

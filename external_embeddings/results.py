@@ -1,0 +1,64 @@
+"""Save a trained run (model, manifest, metrics.json) and print it beside the other script's run."""
+
+import json
+import resource
+from pathlib import Path
+
+from .atomic import atomic_dir
+from .model import MANIFEST_FILE, MODEL_FILE
+
+SCRIPTS = ("pretrained_word_embeddings", "pretrained_external_word_embeddings")
+METRICS_FILE = "metrics.json"
+
+
+def peak_rss_bytes():
+    """This process's peak resident memory (psutil has no peak on Linux; getrusage does, in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def save_run(out_dir, model, manifest, files, metrics):
+    """Write the model, manifest, extra JSON ``files`` and metrics.json into ``out_dir`` atomically.
+
+    The run is built in a temporary folder beside ``out_dir`` and swapped in at the end, so an
+    interrupted save leaves the previous run, not half of a new one. Returns the metrics.
+    """
+    with atomic_dir(out_dir, replace=True) as tmp:
+        model.save(tmp / MODEL_FILE)
+        for name, content in {MANIFEST_FILE: manifest, **files}.items():
+            (tmp / name).write_text(json.dumps(content, indent=1) + "\n")
+        metrics["artifacts"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=1) + "\n")
+    return metrics
+
+
+def _rows(metrics):
+    mb = lambda n: f"{n / 1e6:,.2f} MB"  # noqa: E731
+    accuracy = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    rows = {
+        "validation accuracy": accuracy(metrics["val_accuracy"]),
+        "test accuracy": accuracy(metrics["test_accuracy"]),
+        "training time": f"{metrics['train_seconds']:,.1f} s",
+        "training samples/s": f"{metrics['train_samples_per_second']:,.0f}",
+        "peak memory (RSS)": mb(metrics["peak_rss_bytes"]),
+    }
+    rows["saved in all"] = mb(sum(metrics["artifacts"].values()))
+    rows.update({f"  {name}": mb(size) for name, size in metrics["artifacts"].items()})
+    return rows
+
+
+def report(out_dir, metrics):
+    """Print this run's metrics; with the other script's metrics.json present, a side-by-side table."""
+    out_dir = Path(out_dir)
+    runs = {out_dir.name: metrics}
+    for script in SCRIPTS:
+        other = out_dir.parent / script / METRICS_FILE
+        if script != out_dir.name and other.is_file():
+            runs[script] = json.loads(other.read_text())
+    tables = {name: _rows(m) for name, m in runs.items()}
+    keys = list(dict.fromkeys(k for rows in tables.values() for k in rows))
+    names = [s for s in SCRIPTS if s in tables] or list(tables)
+    width = max(map(len, keys))
+    print(f"\nResults (also in {out_dir / METRICS_FILE}):")
+    print(" " * width + "".join(f"  {n.removeprefix('pretrained_'):>28}" for n in names))
+    for key in keys:
+        print(key.ljust(width) + "".join(f"  {tables[n].get(key, '-'):>28}" for n in names))

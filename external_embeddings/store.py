@@ -1,0 +1,198 @@
+"""The shared embedding store: a directory that every model and process maps, never parses.
+
+Layout of a store directory::
+
+    vectors.npy        (count, dim) float32 or float16, row i = word i of the source file
+    vocab.txt          the words in file order, UTF-8, one per line
+    vocab_offsets.npy  (count + 1,) int64 byte offsets of each word in vocab.txt
+    index_hashes.npy   (count,) uint64 word hashes, sorted
+    index_rows.npy     (count,) int64 the row of each sorted hash
+    store.json         dim, count, dtype, source, fingerprint
+
+Opening maps these files (``np.load(mmap_mode="r")``) and reads only store.json, so it takes
+the same time for 400,000 words as for 40; the OS shares the mapped pages between processes.
+A Python dict of the vocabulary would take ~140 ms to build for GloVe 6B and a copy per
+process, so the word index is a sorted hash array searched with ``np.searchsorted``, and each
+hit is confirmed against the word's bytes in vocab.txt. This module never imports TensorFlow.
+"""
+
+import hashlib
+import json
+import mmap
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_dir
+from .errors import InputError, MemoryBudgetError
+
+MANIFEST = "store.json"
+FORMAT = 1
+_ARRAYS = ("vectors.npy", "vocab_offsets.npy", "index_hashes.npy", "index_rows.npy")
+DEFAULT_MAX_BYTES = 2 * 1024**3
+
+
+def word_hashes(encoded_words):
+    """64-bit BLAKE2b of each UTF-8 word: stable across processes and Python versions."""
+    digests = b"".join(hashlib.blake2b(w, digest_size=8).digest() for w in encoded_words)
+    return np.frombuffer(digests, dtype="<u8")
+
+
+def _fingerprint(vocab_bytes, vectors):
+    digest = hashlib.sha256(f"{FORMAT} {vectors.shape} {vectors.dtype.str}\n".encode())
+    digest.update(vocab_bytes)
+    for start in range(0, len(vectors), 65536):  # in slices, so a mapped matrix is not copied whole
+        digest.update(np.ascontiguousarray(vectors[start:start + 65536]).data)
+    return digest.hexdigest()
+
+
+def write_store(words, matrix, target, source, dtype="float32"):
+    """Write a store for ``words``/``matrix`` into ``target``, atomically; returns the manifest.
+
+    Everything is written into a temporary directory beside ``target`` and renamed at the end,
+    so an interrupted conversion never leaves a directory that looks like a store.
+    """
+    target = Path(target)
+    if target.exists() and any(target.iterdir()):
+        raise InputError(target, "already exists and is not empty", "remove it or choose another store directory")
+    if dtype not in ("float32", "float16"):
+        raise InputError(target, f"unknown dtype {dtype!r}", "use float32 or float16")
+    if dtype == "float16" and np.abs(matrix).max(initial=0) > np.finfo(np.float16).max:
+        raise InputError(source.get("file", target), "values too large for float16", "use --dtype float32")
+    vectors = np.ascontiguousarray(matrix, dtype=dtype)
+    encoded = [w.encode("utf-8") for w in words]
+    vocab_bytes = b"".join(w + b"\n" for w in encoded)
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(w) + 1 for w in encoded], out=offsets[1:])
+    hashes = word_hashes(encoded)
+    order = np.argsort(hashes, kind="stable")
+    manifest = {
+        "format": FORMAT, "dim": int(vectors.shape[1]), "count": int(vectors.shape[0]), "dtype": dtype,
+        "source": source, "fingerprint": _fingerprint(vocab_bytes, vectors),
+    }
+    with atomic_dir(target) as tmp:
+        np.save(tmp / "vectors.npy", vectors)
+        (tmp / "vocab.txt").write_bytes(vocab_bytes)
+        np.save(tmp / "vocab_offsets.npy", offsets)
+        np.save(tmp / "index_hashes.npy", hashes[order])
+        np.save(tmp / "index_rows.npy", order.astype(np.int64))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _rerun(path):
+    return f"re-create it: remove {path} and run python -m external_embeddings convert VECTORS_FILE {path}"
+
+
+class EmbeddingStore:
+    """A memory-mapped matrix of word vectors with a word index; open with ``EmbeddingStore.open``.
+
+    Ids are store rows + 1: id 0 means padding or an unknown word and gathers a zero vector,
+    exactly as row 0 of the baseline's Embedding does.
+    """
+
+    def __init__(self, path, manifest, arrays, vocab, max_bytes):
+        self.path, self.manifest, self.max_bytes = Path(path), manifest, max_bytes
+        self.vectors, self._offsets, self._hashes, self._rows = arrays
+        self._vocab = vocab
+
+    dim = property(lambda self: self.manifest["dim"])
+    count = property(lambda self: self.manifest["count"])
+    fingerprint = property(lambda self: self.manifest["fingerprint"])
+
+    @classmethod
+    def open(cls, path, verify=False, max_bytes=DEFAULT_MAX_BYTES):
+        """Map a store; with ``verify``, also recompute its fingerprint (reads every byte)."""
+        path = Path(path).expanduser()
+        if not (path / MANIFEST).is_file():
+            raise InputError(path, "is not an embedding store (no store.json)", _rerun(path))
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+            count, dim, dtype = manifest["count"], manifest["dim"], np.dtype(manifest["dtype"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(path / MANIFEST, f"is corrupt ({e})", _rerun(path)) from None
+        if manifest.get("format") != FORMAT:
+            raise InputError(path / MANIFEST, f"has format {manifest.get('format')}, expected {FORMAT}", _rerun(path))
+        expected = {"vectors.npy": ((count, dim), dtype), "vocab_offsets.npy": ((count + 1,), np.int64),
+                    "index_hashes.npy": ((count,), np.dtype("<u8")), "index_rows.npy": ((count,), np.int64)}
+        arrays = []
+        for name in _ARRAYS:
+            try:
+                array = np.load(path / name, mmap_mode="r")
+            except FileNotFoundError:
+                raise InputError(path / name, "is missing", _rerun(path)) from None
+            except (ValueError, OSError, EOFError) as e:
+                raise InputError(path / name, f"is truncated or corrupt ({e})", _rerun(path)) from None
+            shape, kind = expected[name]
+            if array.shape != shape or array.dtype != kind:
+                raise InputError(path / name, f"holds {array.shape} {array.dtype}, store.json says {shape} {kind}",
+                                 _rerun(path))
+            arrays.append(array)
+        try:
+            with open(path / "vocab.txt", "rb") as f:
+                vocab = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (FileNotFoundError, ValueError, OSError) as e:
+            raise InputError(path / "vocab.txt", f"is missing or empty ({e})", _rerun(path)) from None
+        if len(vocab) != arrays[1][-1]:
+            raise InputError(path / "vocab.txt", f"holds {len(vocab):,} bytes, expected {arrays[1][-1]:,}", _rerun(path))
+        store = cls(path, manifest, arrays, vocab, max_bytes)
+        if verify and _fingerprint(vocab[:], store.vectors) != store.fingerprint:
+            raise InputError(path, "files do not match the fingerprint in store.json (changed or corrupt)", _rerun(path))
+        return store
+
+    def word(self, row):
+        """The word of store row ``row`` (0-based)."""
+        return self._vocab[self._offsets[row]:self._offsets[row + 1] - 1].decode("utf-8")
+
+    def lookup(self, words):
+        """Return ``{word: id}`` for the given words that the store holds (ids are rows + 1)."""
+        words = list(dict.fromkeys(words))
+        encoded = [w.encode("utf-8") for w in words]
+        hashes = word_hashes(encoded)
+        positions = np.searchsorted(self._hashes, hashes)
+        found = {}
+        for word, raw, h, pos in zip(words, encoded, hashes.tolist(), positions.tolist()):
+            # Walk the (almost always single) entries with this hash and compare the bytes.
+            while pos < self.count and int(self._hashes[pos]) == h:
+                row = int(self._rows[pos])
+                if self._vocab[self._offsets[row]:self._offsets[row + 1] - 1] == raw:
+                    found[word] = row + 1
+                    break
+                pos += 1
+        return found
+
+    def ids(self, tokens):
+        """Map tokens to ids: store row + 1, or 0 for a word the store does not hold."""
+        tokens = list(tokens)
+        found = self.lookup(tokens)
+        return np.fromiter((found.get(t, 0) for t in tokens), dtype=np.int64, count=len(tokens))
+
+    def gather(self, ids):
+        """Vectors for an id array of any shape: ``ids.shape + (dim,)`` float32, zeros for id 0."""
+        ids = np.asarray(ids)
+        needed = ids.size * self.dim * 4
+        if needed > self.max_bytes:
+            raise MemoryBudgetError(
+                self.path, f"refusing to build a {ids.shape + (self.dim,)} float32 array of {needed / 2**30:,.2f} GiB "
+                f"(the limit is {self.max_bytes / 2**30:,.2f} GiB)",
+                "gather batch by batch (external_embeddings.batches.Batches) or raise MAX_MATERIALIZE_BYTES")
+        out = self.vectors[np.maximum(ids - 1, 0).ravel()].astype(np.float32, copy=False)
+        out[ids.ravel() == 0] = 0.0
+        return out.reshape(ids.shape + (self.dim,))
+
+    def batch(self, token_lists, seq_len):
+        """``(len(token_lists), seq_len, dim)`` float32, pre-padded and pre-truncated like the scripts."""
+        from .tokenizer import pad, to_ids
+
+        token_lists = [list(tokens) for tokens in token_lists]
+        found = self.lookup(t for tokens in token_lists for t in tokens)
+        return self.gather(pad([to_ids(tokens, found) for tokens in token_lists], seq_len))
+
+    def verify(self):
+        """Recompute the fingerprint; raise if the files no longer match store.json."""
+        EmbeddingStore.open(self.path, verify=True)
+
+    def describe(self):
+        """What a model manifest records about the store it was trained with."""
+        return {"fingerprint": self.fingerprint, "dim": self.dim, "count": self.count,
+                "dtype": self.manifest["dtype"], "path": str(self.path)}

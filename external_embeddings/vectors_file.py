@@ -1,0 +1,193 @@
+"""Read a GloVe, word2vec or fastText text vectors file into a word list and a float32 matrix.
+
+Each row is ``word v1 ... vdim``, separated by single spaces; the last ``dim`` fields are the
+vector and the rest is the word, so tokens holding spaces or U+00A0 (glove.840B) stay whole.
+A word2vec/fastText ``count dim`` header is optional. The numbers are parsed by numpy's C
+reader (``np.loadtxt``) in chunks, never by a Python loop per value.
+"""
+
+import gzip
+import re
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .errors import InputError
+
+_CHUNK_ROWS = 50_000  # rows per np.loadtxt call: keeps memory flat and the progress bar moving
+_LOADTXT_WHERE = re.compile(r"at row (\d+), column (\d+)")
+
+
+@dataclass
+class VectorsFile:
+    """What a vectors file held, plus what was dropped on the way."""
+
+    words: list
+    matrix: np.ndarray
+    duplicates: int = 0  # later repeats of a word; the first one is kept
+    skipped_lines: int = 0  # lines skipped because they were not UTF-8 (only with lenient=True)
+    header: tuple = None  # (count, dim) when the file had a word2vec/fastText header
+
+
+def _fail(path, problem, fix, line=None):
+    raise InputError(path, problem, fix, line=line)
+
+
+def _read_bytes(path):
+    if not path.exists():
+        _fail(path, "no such vectors file", "check the path")
+    if path.is_dir():
+        _fail(path, "is a folder, not a vectors file", "give the .txt/.vec file inside it")
+    data = path.read_bytes()
+    if data[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(path) as archive:
+            members = ", ".join(archive.namelist()[:8])
+        _fail(path, f"is a zip archive (members: {members})",
+              "extract the vectors file you want and give its path")
+    if data[:2] == b"\x1f\x8b":  # gzip is read as is: fastText ships .vec.gz files
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            _fail(path, f"is a damaged gzip file ({e})", "download it again")
+    if not data or data.isspace():
+        _fail(path, "is empty", "give a vectors file with one 'word v1 v2 ...' row per line")
+    return data
+
+
+def _decode_lines(path, data, lenient):
+    """Decode UTF-8 and split into lines; returns (lines, skipped line count)."""
+    try:
+        return data.decode("utf-8").split("\n"), 0
+    except UnicodeDecodeError as e:
+        if not lenient:
+            line = data.count(b"\n", 0, e.start) + 1
+            _fail(path, f"holds bytes that are not UTF-8 ({data[e.start:e.end + 3]!r})",
+                  "re-save the file as UTF-8, or convert with --lenient to skip such lines", line)
+    # Lenient: decode line by line and blank out (skip) the ones that are not UTF-8.
+    lines, skipped = [], 0
+    for raw in data.split(b"\n"):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append("")
+            skipped += 1
+    return lines, skipped
+
+
+def _header(lines):
+    """Return (count, dim) when the first row is a word2vec/fastText header, else None.
+
+    A header is exactly two integers, and the next row has more than ``dim`` fields; so a
+    headerless first row such as ``1 0.1 0.2 0.3`` is a word, not a header.
+    """
+    fields = lines[0].split(" ")
+    if len(fields) != 2 or not all(f.isdigit() for f in fields):
+        return None
+    count, dim = int(fields[0]), int(fields[1])
+    if len(lines) > 1 and lines[1].count(" ") < dim:
+        return None
+    return count, dim
+
+
+def _short_row_error(path, lines, numbers, spaces, dim, ends_cleanly):
+    """Raise for the first row with fewer than ``dim`` values, if there is one."""
+    short = np.flatnonzero(spaces < dim)
+    if not len(short):
+        return
+    i = short[0]
+    if i == len(lines) - 1 and not ends_cleanly:
+        _fail(path, f"ends in the middle of a row ({spaces[i]} of {dim} values): the file looks cut off",
+              "download or extract it again", numbers[i])
+    _fail(path, f"row has {spaces[i]} values, expected {dim} (starts {lines[i][:40]!r})",
+          "fix or delete that row", numbers[i])
+
+
+def _parse_numbers(path, lines, numbers, dim, progress):
+    """The last ``dim`` fields of every row as float32, by np.loadtxt in chunks."""
+    matrix = np.empty((len(lines), dim), dtype=np.float32)
+    with tqdm(total=len(lines), unit=" rows", desc=f"Reading {path.name}", disable=not progress) as bar:
+        for start in range(0, len(lines), _CHUNK_ROWS):
+            chunk = lines[start:start + _CHUNK_ROWS]
+            try:
+                matrix[start:start + len(chunk)] = np.loadtxt(
+                    chunk, dtype=np.float32, delimiter=" ", comments=None, usecols=range(1, dim + 1), ndmin=2)
+            except ValueError as e:
+                where = _LOADTXT_WHERE.search(str(e))
+                if not where:
+                    raise
+                row = start + int(where.group(1)) - 1
+                field = lines[row].split(" ")[int(where.group(2)) - 1]
+                _fail(path, f"cannot read the number {field[:40]!r}", "fix or delete that row", numbers[row])
+            bar.update(len(chunk))
+    return matrix
+
+
+def read_vectors(path, lenient=False, progress=True):
+    """Parse a text vectors file; any bad row is an ``InputError`` naming ``file:line``."""
+    path = Path(path)
+    data = _read_bytes(path)
+    lines, skipped = _decode_lines(path, data, lenient)
+    if lines[-1] == "":
+        lines.pop()
+
+    # Trailing spaces, CRLF and blank lines are not content: strip them, keep file line numbers.
+    # Most files have none, and scanning the bytes for them is much cheaper than the strip.
+    clean = not skipped and not any(mark in data for mark in (b"\r", b" \n", b"\t\n", b"\n\n", b"\xa0\n"))
+    if not clean:
+        numbers = np.array([i for i, line in enumerate(lines, start=1) if line.strip()], dtype=np.int64)
+        lines = [lines[i - 1].rstrip() for i in numbers]
+    else:
+        numbers = np.arange(1, len(lines) + 1)
+    header = _header(lines)
+    if header:
+        lines, numbers = lines[1:], numbers[1:]
+    if not lines:
+        _fail(path, "holds a header but no vectors", "give a file with one 'word v1 v2 ...' row per line")
+
+    # Without a header, the dimension is what most of the first rows have (a few rows may have
+    # more fields because their word holds spaces).
+    dim = header[1] if header else Counter(line.count(" ") for line in lines[:1000]).most_common(1)[0][0]
+    if dim < 1:
+        _fail(path, "has rows without numbers", "give a file of 'word v1 v2 ...' rows", numbers[0])
+    if header and header[0] != len(lines):
+        _fail(path, f"header says {header[0]:,} rows but the file holds {len(lines):,}",
+              "the file is cut off or its header is wrong: download it again, or fix the first line",
+              numbers[0] - 1)
+
+    # Count separators row by row only when the total says some row is not "word + dim values".
+    spaces = None
+    separators = data.count(b" ") - (lines[0].count(" ") + 1 if header else 0) if clean else -1
+    if separators != len(lines) * dim:
+        spaces = np.fromiter((line.count(" ") for line in lines), dtype=np.int64, count=len(lines))
+        _short_row_error(path, lines, numbers, spaces, dim, data.endswith(b"\n"))
+    words = [line[:line.find(" ")] for line in lines]
+    if spaces is not None:
+        for i in np.flatnonzero(spaces > dim):  # the word holds spaces: the vector is the last dim fields
+            parts = lines[i].rsplit(" ", dim)
+            words[i], lines[i] = parts[0], "_ " + " ".join(parts[1:])
+    try:
+        matrix = _parse_numbers(path, lines, numbers, dim, progress)
+    except ValueError as e:
+        if isinstance(e, InputError):
+            raise
+        # np.loadtxt failed on a row with too few fields, which the totals above could not see.
+        spaces = np.fromiter((line.count(" ") for line in lines), dtype=np.int64, count=len(lines))
+        _short_row_error(path, lines, numbers, spaces, dim, data.endswith(b"\n"))
+        raise
+
+    finite = np.isfinite(matrix).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        _fail(path, f"row for {words[row]!r} holds nan or inf", "fix or delete that row", numbers[row])
+
+    # Keep each word's first row: a dict built from the reversed list keeps the first index.
+    first = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
+    duplicates = len(words) - len(first)
+    if duplicates:
+        keep = np.sort(np.fromiter(first.values(), dtype=np.int64, count=len(first)))
+        words, matrix = [words[i] for i in keep], matrix[keep]
+    return VectorsFile(words, matrix, duplicates, skipped, header)
