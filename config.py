@@ -21,6 +21,9 @@ OUTPUT_DIR = "output"
 MAX_SEQUENCE_LENGTH = 1000
 # The baseline's Embedding holds this many rows: the most frequent corpus words, plus row 0.
 MAX_NUM_WORDS = 20000
+# The external script looks up every corpus word the store holds (free: the vectors are shared);
+# False limits it to the baseline's MAX_NUM_WORDS words, for a like-for-like comparison.
+STORE_VOCABULARY = True
 # The share of the training documents held out for validation.
 VALIDATION_SPLIT = 0.2
 # Documents per training step; 128 as in the original.

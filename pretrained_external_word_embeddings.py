@@ -51,7 +51,9 @@ def main(argv=None):
     test_tokens = [tokenizer.tokenize(text) for text in corpus.test_texts]
 
     # ## Prepare the data: every word the store holds, gathered into vectors batch by batch
-    word_index = store.lookup(word for doc in tokens + test_tokens for word in doc)
+    words = [word for doc in tokens + test_tokens for word in doc] if cfg.STORE_VOCABULARY else \
+        tokenizer.build_vocabulary(tokens, cfg.MAX_NUM_WORDS)  # like for like with the baseline
+    word_index = store.lookup(words)
     print(f"{len(word_index):,} of the corpus's words found in the store of {store.count:,} words.")
     vectors_from, kind, files = store, "external", {}
 

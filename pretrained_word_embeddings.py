@@ -66,7 +66,8 @@ def main(argv=None):
 
     # ## Build the model: a frozen Embedding, then the 1D CNN
     inputs = keras.Input(shape=(cfg.MAX_SEQUENCE_LENGTH,), dtype="int32")
-    embedding_layer = keras.layers.Embedding(len(embedding_matrix), store.dim, trainable=False)
+    # "zeros" draws no random numbers (set_weights fills it), so the CNN starts as in the twin script.
+    embedding_layer = keras.layers.Embedding(len(embedding_matrix), store.dim, "zeros", trainable=False)
     embedded = embedding_layer(inputs)
     embedding_layer.set_weights([embedding_matrix])
     model = conv_classifier(inputs, embedded, len(corpus.label_names))

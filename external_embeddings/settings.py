@@ -16,7 +16,8 @@ ENV_PREFIX = "KEE_"  # KEE_EPOCHS=2 in the environment; the command line wins ov
 
 # Values no experiment can run with; each rule says what it wants.
 _RULES = {
-    "MAX_SEQUENCE_LENGTH": (lambda v: v > 0, "must be > 0"),
+    # The CNN's three 5-wide convolutions and two 5-wide poolings need 149 positions.
+    "MAX_SEQUENCE_LENGTH": (lambda v: v >= 149, "must be >= 149 (the CNN's convolutions and poolings need it)"),
     "MAX_NUM_WORDS": (lambda v: v >= 2, "must be >= 2 (index 0 is padding)"),
     "VALIDATION_SPLIT": (lambda v: 0 < v < 1, "must be between 0 and 1, exclusive"),
     "BATCH_SIZE": (lambda v: v >= 1, "must be >= 1"),

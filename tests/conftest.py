@@ -1,0 +1,90 @@
+"""Tiny fixtures that the tests make themselves: a vectors file, a corpus, a store.
+
+The words fall into three topics; each topic's words share a direction in vector space, so a
+model can learn the topics from the vectors in one or two epochs.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from external_embeddings.store import EmbeddingStore, write_store  # noqa: E402
+
+DIM = 8
+TOPICS = {
+    "rec.space": ["orbit", "rocket", "moon", "launch", "nasa", "shuttle", "planet", "star"],
+    "rec.sport": ["pitcher", "inning", "goal", "hockey", "team", "score", "season", "coach"],
+    "sci.med": ["doctor", "patient", "disease", "drug", "clinic", "therapy", "virus", "nurse"],
+}
+COMMON = ["the", "a", "of", "and", "to", "in", "is", "it", "that", "was"]
+UNKNOWN = ["zorblax", "quuxify"]  # in the corpus, not in the vectors
+
+
+def vector_rows(seed=0):
+    """(word, vector) pairs: topic words near their topic's axis, common words near the origin."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for axis, words in enumerate(TOPICS.values()):
+        for word in words:
+            v = rng.normal(0, 0.1, DIM)
+            v[axis] += 1.0
+            rows.append((word, v))
+    rows += [(word, rng.normal(0, 0.1, DIM)) for word in COMMON]
+    return rows
+
+
+def write_vectors(path, rows=None, header=False, newline="\n"):
+    """Write a GloVe-format text file (optionally with a word2vec header) and return its path."""
+    rows = vector_rows() if rows is None else rows
+    lines = [f"{len(rows)} {len(rows[0][1])}"] if header else []
+    lines += [word + " " + " ".join(f"{x:.6f}" for x in vector) for word, vector in rows]
+    Path(path).write_bytes(newline.join(lines).encode("utf-8") + newline.encode())
+    return Path(path)
+
+
+def write_corpus(root, docs_per_topic=8, seed=0, header=True):
+    """A 20 Newsgroups-layout corpus: one folder per topic, numbered latin-1 files with headers."""
+    rng = np.random.default_rng(seed)
+    number = 0
+    for topic, words in TOPICS.items():
+        (Path(root) / topic).mkdir(parents=True, exist_ok=True)
+        for _ in range(docs_per_topic):
+            number += 1
+            body = " ".join(rng.choice(words + COMMON + UNKNOWN, size=int(rng.integers(5, 30))))
+            head = f"From: someone@example.com\nNewsgroups: {topic}\nSubject: post {number}\n\n" if header else ""
+            (Path(root) / topic / str(number)).write_bytes((head + body.capitalize() + ".\n").encode("latin-1"))
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
+def vectors_file(tmp_path_factory):
+    return write_vectors(tmp_path_factory.mktemp("vectors") / "tiny.txt")
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "20_newsgroup")
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory):
+    rows = vector_rows()
+    path = tmp_path_factory.mktemp("stores") / "tiny"
+    write_store([w for w, _ in rows], np.array([v for _, v in rows], dtype=np.float32), path, {"file": "tiny"})
+    return EmbeddingStore.open(path)
+
+
+@pytest.fixture
+def script_settings(tmp_path, vectors_file, corpus_dir, monkeypatch):
+    """Command-line overrides for a quick, isolated run of either script on the tiny fixtures."""
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in __import__("os").environ if n.startswith("KEE_")]:
+        monkeypatch.delenv(name)
+    return [f"--VECTORS={vectors_file}", f"--TEXT_DATA_DIR={corpus_dir}", f"--CACHE_DIR={tmp_path / 'cache'}",
+            f"--OUTPUT_DIR={tmp_path / 'output'}", "--EPOCHS=1", "--BATCH_SIZE=8", "--MAX_SEQUENCE_LENGTH=150",
+            "--MAX_NUM_WORDS=100", "--VALIDATION_SPLIT=0.25", "--CORPUS_URL="]

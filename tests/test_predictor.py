@@ -1,0 +1,98 @@
+"""K external models served from one store and one mapping, in Python and from the command line."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import pretrained_external_word_embeddings as external
+import pretrained_word_embeddings as baseline
+from conftest import ROOT, vector_rows, write_vectors
+from external_embeddings import tokenizer
+from external_embeddings.predictor import Predictor
+from external_embeddings.store import EmbeddingStore
+
+TEXTS = ["The rocket reached orbit around the moon.", "The doctor saw a patient with a virus.",
+         "The pitcher threw in the ninth inning\nand the team won."]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, vectors_file, corpus_dir):
+    """Two external models (different seeds and lengths) and one baseline model, one store."""
+    work = tmp_path_factory.mktemp("served")
+    common = [f"--VECTORS={vectors_file}", f"--TEXT_DATA_DIR={corpus_dir}", f"--CACHE_DIR={work / 'cache'}",
+              "--EPOCHS=1", "--BATCH_SIZE=8", "--MAX_NUM_WORDS=100", "--CORPUS_URL="]
+    external.main(common + [f"--OUTPUT_DIR={work / 'models' / 'a'}", "--MAX_SEQUENCE_LENGTH=150", "--SEED=1"])
+    external.main(common + [f"--OUTPUT_DIR={work / 'models' / 'b'}", "--MAX_SEQUENCE_LENGTH=170", "--SEED=2"])
+    baseline.main(common + [f"--OUTPUT_DIR={work / 'baseline'}", "--MAX_SEQUENCE_LENGTH=150"])
+    manifest = json.loads((work / "models/a/pretrained_external_word_embeddings/manifest.json").read_text())
+    return work, EmbeddingStore.open(manifest["store"]["path"])
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "external_embeddings", "predict", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def test_predictor_runs_every_model_on_one_mapping(served, monkeypatch):
+    work, store = served
+    predictor = Predictor(store, work / "models")
+    names = ["a/pretrained_external_word_embeddings", "b/pretrained_external_word_embeddings"]
+    assert sorted(predictor.models) == names
+    calls = []
+    batch = store.batch
+    monkeypatch.setattr(store, "batch", lambda *a: calls.append(a) or batch(*a))
+    results = predictor.predict(TEXTS)
+    assert len(calls) == 1 and calls[0][1] == 170  # one mapping, at the longest length
+    tokens = [tokenizer.tokenize(t) for t in TEXTS]
+    for name, length in zip(names, (150, 170)):
+        model, manifest = predictor.models[name]
+        direct = keras.ops.convert_to_numpy(model(store.batch(tokens, length)))
+        for i, result in enumerate(results):
+            r = result[name]
+            assert r["label"] == manifest["labels"][int(np.argmax(direct[i]))]
+            assert r["probability"] == pytest.approx(float(direct[i].max()), abs=1e-5)
+            assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_predict_command_prints_json_per_text_from_a_file(served, tmp_path):
+    work, store = served
+    (tmp_path / "texts.txt").write_text("\n".join(t.replace("\n", "\\n") for t in TEXTS) + "\n\n")
+    done = run_cli("--store", store.path, "--models", work / "models", "--json", "--file", tmp_path / "texts.txt")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["text"] for line in lines] == TEXTS  # the literal \n became a newline again
+    for line in lines:
+        assert set(line["models"]) == {"a/pretrained_external_word_embeddings", "b/pretrained_external_word_embeddings"}
+        for answer in line["models"].values():
+            assert answer["label"] in ("rec.space", "rec.sport", "sci.med") and 0 < answer["probability"] <= 1
+
+
+def test_predict_command_prints_labels_for_text_arguments(served):
+    work, store = served
+    done = run_cli("--store", store.path, "--models", work / "models" / "a", "orbit rocket moon")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "orbit rocket moon"
+    assert done.stdout.splitlines()[1].startswith("  pretrained_external_word_embeddings: ")
+
+
+def test_predict_command_refuses_a_baseline_model(served):
+    work, store = served
+    done = run_cli("--store", store.path, "--models", work / "baseline", "orbit")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "is a baseline model, not an external one" in done.stderr
+
+
+def test_predict_command_refuses_a_model_from_another_store(served, tmp_path):
+    work, store = served
+    other = write_vectors(tmp_path / "other.txt", vector_rows(seed=5))
+    subprocess.run([sys.executable, "-m", "external_embeddings", "convert", str(other), str(tmp_path / "other"),
+                    "--quiet"], check=True, cwd=ROOT)
+    done = run_cli("--store", tmp_path / "other", "--models", work / "models", "orbit")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    message = done.stderr.strip().splitlines()[-1]  # lines above it are TensorFlow's start-up log
+    assert message.startswith("error: ")
+    assert str(store.path) in message and str(tmp_path / "other") in message and store.fingerprint[:12] in message

@@ -1,0 +1,88 @@
+"""Converting a vectors file into a store, opening it, and looking words up."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, vector_rows, write_vectors
+from external_embeddings import store as store_module
+from external_embeddings.errors import InputError
+from external_embeddings.store import EmbeddingStore
+
+
+def convert(source, target, *options):
+    return subprocess.run([sys.executable, "-m", "external_embeddings", "convert", str(source), str(target),
+                           "--quiet", *options], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_convert_command_writes_a_store_that_holds_the_file(tmp_path, vectors_file):
+    done = convert(vectors_file, tmp_path / "store")
+    assert done.returncode == 0, done.stderr
+    assert "Converted 34 words of dimension 8" in done.stdout
+    manifest = json.loads((tmp_path / "store" / "store.json").read_text())
+    assert manifest["dim"] == 8 and manifest["count"] == 34 and manifest["dtype"] == "float32"
+    assert manifest["source"]["file"] == "tiny.txt" and manifest["source"]["bytes"] == vectors_file.stat().st_size
+    assert len(manifest["fingerprint"]) == 64
+    store = EmbeddingStore.open(tmp_path / "store", verify=True)
+    rows = vector_rows()
+    assert [store.word(i) for i in range(store.count)] == [w for w, _ in rows]  # file order
+    vectors = store.gather(store.ids([w for w, _ in rows]))
+    np.testing.assert_allclose(vectors, [v for _, v in rows], atol=1e-6)  # the file holds 6 decimals
+    assert isinstance(store.vectors, np.memmap)
+
+
+def test_float16_store_gathers_float32_close_to_the_file(tmp_path, vectors_file):
+    assert convert(vectors_file, tmp_path / "half", "--dtype=float16").returncode == 0
+    half = EmbeddingStore.open(tmp_path / "half")
+    assert half.vectors.dtype == np.float16
+    out = half.gather(half.ids(["orbit", "nope"]))
+    assert out.dtype == np.float32 and not out[1].any()
+    np.testing.assert_allclose(out[0], vector_rows()[0][1], atol=2e-3)
+
+
+def test_same_vectors_give_the_same_fingerprint_and_other_vectors_another(tmp_path, vectors_file):
+    other = write_vectors(tmp_path / "other.txt", vector_rows(seed=1))
+    for source, target in ((vectors_file, "a"), (vectors_file, "b"), (other, "c")):
+        assert convert(source, tmp_path / target).returncode == 0
+    a, b, c = (EmbeddingStore.open(tmp_path / n).fingerprint for n in "abc")
+    assert a == b != c
+
+
+def test_ids_are_rows_plus_one_and_zero_for_unknown_words(store):
+    ids = store.ids(["the", "orbit", "zorblax", "orbit"])
+    assert ids[2] == 0 and ids[1] == ids[3]
+    assert store.word(ids[0] - 1) == "the" and store.word(ids[1] - 1) == "orbit"
+
+
+def test_lookup_stays_exact_when_every_hash_collides(store, monkeypatch):
+    """The hash only narrows the search; the word's bytes decide. Force all hashes equal."""
+    expected = {w: store.ids([w])[0] for w, _ in vector_rows()}
+    same = lambda words: np.zeros(len(words), dtype="<u8")  # noqa: E731
+    monkeypatch.setattr(store_module, "word_hashes", same)
+    monkeypatch.setattr(store, "_hashes", np.zeros(store.count, dtype="<u8"))
+    assert store.lookup(list(expected) + ["zorblax"]) == expected
+
+
+def test_open_and_lookup_never_import_tensorflow(store):
+    code = ("import sys; from external_embeddings import EmbeddingStore; "
+            f"s = EmbeddingStore.open({str(store.path)!r}, verify=True); s.batch([['orbit']], 5); "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_convert_refuses_to_overwrite_a_store(tmp_path, vectors_file):
+    assert convert(vectors_file, tmp_path / "store").returncode == 0
+    again = convert(vectors_file, tmp_path / "store")
+    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_gather_refuses_to_build_more_than_the_budget(tmp_path, vectors_file):
+    assert convert(vectors_file, tmp_path / "store").returncode == 0
+    small = EmbeddingStore.open(tmp_path / "store", max_bytes=1000)
+    assert small.gather(np.ones((2, 10), dtype=np.int64)).shape == (2, 10, 8)  # 640 bytes: fine
+    with pytest.raises(InputError, match=r"\(100, 10, 8\) float32"):
+        small.gather(np.ones((100, 10), dtype=np.int64))
