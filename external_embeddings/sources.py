@@ -125,7 +125,9 @@ def find_corpus(settings, store):
             target = _cached(settings.CACHE_DIR, "corpora", f"{path.name.split('.')[0]}-{_file_key(path)}")
             if not target.exists():
                 extract_archive(path, target)
-            path = target
+            corpus = load_corpus(target)
+            corpus.source = f"{path} (unpacked in {target})"
+            return corpus
         return load_corpus(path)
     if settings.CORPUS_URL:
         downloaded = _download(settings.CORPUS_URL, settings.CACHE_DIR)
