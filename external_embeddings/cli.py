@@ -1,6 +1,7 @@
 """The command line: ``python -m external_embeddings convert|predict|verify ...``."""
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -8,6 +9,24 @@ import time
 from pathlib import Path
 
 from .errors import InputError, reported
+
+
+@contextlib.contextmanager
+def _native_logs_hidden():
+    """Hide TensorFlow's C++ start-up log, which 2.21 prints whatever TF_CPP_MIN_LOG_LEVEL says.
+
+    File descriptor 2 points at /dev/null while TensorFlow loads; Python errors raised inside
+    still reach the user, since they are printed after the descriptor is restored.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _convert(args):
@@ -49,11 +68,14 @@ def _read_texts(args):
 
 
 def _predict(args):
-    from .predictor import Predictor
     from .store import EmbeddingStore
 
     texts = _read_texts(args)
-    predictor = Predictor(EmbeddingStore.open(args.store, verify=True), args.models)
+    store = EmbeddingStore.open(args.store, verify=True)
+    with _native_logs_hidden():
+        from .predictor import Predictor
+
+        predictor = Predictor(store, args.models)
     for text, result in zip(texts, predictor.predict(texts)):
         if args.json:
             print(json.dumps({"text": text, "models": {name: {"label": r["label"], "probability": r["probability"]}
@@ -66,7 +88,6 @@ def _predict(args):
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
     parser = argparse.ArgumentParser(prog="python -m external_embeddings", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     convert = commands.add_parser("convert", help="turn a GloVe/word2vec/fastText text file into a store")
