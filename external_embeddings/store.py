@@ -46,6 +46,14 @@ def _fingerprint(vocab_bytes, vectors):
     return digest.hexdigest()
 
 
+def _size(n):
+    """A byte count for people: 640 bytes, 12.50 MiB, 3.20 GiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return f"{n:,} bytes"
+
+
 def write_store(words, matrix, target, source, dtype="float32"):
     """Write a store for ``words``/``matrix`` into ``target``, atomically; returns the manifest.
 
@@ -57,6 +65,9 @@ def write_store(words, matrix, target, source, dtype="float32"):
         raise InputError(target, "already exists and is not empty", "remove it or choose another store directory")
     if dtype not in ("float32", "float16"):
         raise InputError(target, f"unknown dtype {dtype!r}", "use float32 or float16")
+    if np.ndim(matrix) != 2 or len(matrix) != len(words) or not np.shape(matrix)[1]:
+        raise InputError(source.get("file", target), f"holds {len(words):,} words but a {np.shape(matrix)} matrix",
+                         "give one vector of at least one value per word")
     if dtype == "float16" and np.abs(matrix).max(initial=0) > np.finfo(np.float16).max:
         raise InputError(source.get("file", target), "values too large for float16", "use --dtype float32")
     vectors = np.ascontiguousarray(matrix, dtype=dtype)
@@ -84,6 +95,22 @@ def _rerun(path):
     return f"re-create it: remove {path} and run python -m external_embeddings convert VECTORS_FILE {path}"
 
 
+def _check_index(path, vocab_bytes, offsets, hashes, rows):
+    """Raise unless the word index files agree with vocab.txt.
+
+    The fingerprint covers only vocab.txt and the vectors; a damaged index would make lookups
+    silently miss or return the wrong word, so ``verify`` rebuilds it and compares.
+    """
+    ends = np.flatnonzero(np.frombuffer(vocab_bytes, dtype=np.uint8) == ord("\n")) + 1
+    if offsets[0] != 0 or not np.array_equal(offsets[1:], ends):
+        raise InputError(path / "vocab_offsets.npy", "does not match vocab.txt (changed or corrupt)", _rerun(path))
+    count = len(rows)
+    if not np.array_equal(np.sort(rows), np.arange(count)) or np.any(hashes[1:] < hashes[:-1]) \
+            or not np.array_equal(word_hashes(vocab_bytes.split(b"\n")[:-1])[rows], hashes):
+        raise InputError(path / "index_hashes.npy", "and index_rows.npy do not match vocab.txt (changed or corrupt)",
+                         _rerun(path))
+
+
 class EmbeddingStore:
     """A memory-mapped matrix of word vectors with a word index; open with ``EmbeddingStore.open``.
 
@@ -104,11 +131,17 @@ class EmbeddingStore:
     def open(cls, path, verify=False, max_bytes=DEFAULT_MAX_BYTES):
         """Map a store; with ``verify``, also recompute its fingerprint (reads every byte)."""
         path = Path(path).expanduser()
+        if path.is_file():  # most likely the vectors file itself: "remove it" would be the wrong advice
+            raise InputError(path, "is a file, not an embedding store folder",
+                             f"convert it first: python -m external_embeddings convert {path} STORE_DIR")
         if not (path / MANIFEST).is_file():
             raise InputError(path, "is not an embedding store (no store.json)", _rerun(path))
         try:
             manifest = json.loads((path / MANIFEST).read_text())
             count, dim, dtype = manifest["count"], manifest["dim"], np.dtype(manifest["dtype"])
+            # Checked here because a count of "34" or -1 would only fail deep inside numpy later.
+            if not all(type(n) is int and n >= 0 for n in (count, dim)) or not isinstance(manifest["fingerprint"], str):
+                raise ValueError("count and dim must be whole numbers, fingerprint a string")
         except (ValueError, KeyError, TypeError) as e:
             raise InputError(path / MANIFEST, f"is corrupt ({e})", _rerun(path)) from None
         if manifest.get("format") != FORMAT:
@@ -136,8 +169,12 @@ class EmbeddingStore:
         if len(vocab) != arrays[1][-1]:
             raise InputError(path / "vocab.txt", f"holds {len(vocab):,} bytes, expected {arrays[1][-1]:,}", _rerun(path))
         store = cls(path, manifest, arrays, vocab, max_bytes)
-        if verify and _fingerprint(vocab[:], store.vectors) != store.fingerprint:
-            raise InputError(path, "files do not match the fingerprint in store.json (changed or corrupt)", _rerun(path))
+        if verify:
+            vocab_bytes = vocab[:]
+            if _fingerprint(vocab_bytes, store.vectors) != store.fingerprint:
+                raise InputError(path, "files do not match the fingerprint in store.json (changed or corrupt)",
+                                 _rerun(path))
+            _check_index(path, vocab_bytes, *arrays[1:])
         return store
 
     def word(self, row):
@@ -173,9 +210,13 @@ class EmbeddingStore:
         needed = ids.size * self.dim * 4
         if needed > self.max_bytes:
             raise MemoryBudgetError(
-                self.path, f"refusing to build a {ids.shape + (self.dim,)} float32 array of {needed / 2**30:,.2f} GiB "
-                f"(the limit is {self.max_bytes / 2**30:,.2f} GiB)",
+                self.path, f"refusing to build a {ids.shape + (self.dim,)} float32 array of {_size(needed)} "
+                f"(the limit is {_size(self.max_bytes)})",
                 "gather batch by batch (external_embeddings.batches.Batches) or raise MAX_MATERIALIZE_BYTES")
+        # A too large id would be an IndexError deep in numpy, a negative one would silently gather row 0.
+        if ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() > self.count):
+            raise InputError(self.path, f"cannot gather ids outside 0..{self.count} (got {ids.dtype} "
+                             f"{ids.min()}..{ids.max()})", "map words to ids with store.ids or store.lookup")
         out = self.vectors[np.maximum(ids - 1, 0).ravel()].astype(np.float32, copy=False)
         out[ids.ravel() == 0] = 0.0
         return out.reshape(ids.shape + (self.dim,))
@@ -184,6 +225,8 @@ class EmbeddingStore:
         """``(len(token_lists), seq_len, dim)`` float32, pre-padded and pre-truncated like the scripts."""
         from .tokenizer import pad, to_ids
 
+        if int(seq_len) < 1:
+            raise InputError(self.path, f"cannot pad to a sequence length of {seq_len}", "give a length >= 1")
         token_lists = [list(tokens) for tokens in token_lists]
         found = self.lookup(t for tokens in token_lists for t in tokens)
         return self.gather(pad([to_ids(tokens, found) for tokens in token_lists], seq_len))
