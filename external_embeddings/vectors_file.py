@@ -2,10 +2,13 @@
 
 Each row is ``word v1 ... vdim``, separated by single spaces; the last ``dim`` fields are the
 vector and the rest is the word, so tokens holding spaces or U+00A0 (glove.840B) stay whole.
-A word2vec/fastText ``count dim`` header is optional. The numbers are parsed by numpy's C
-reader (``np.loadtxt``) in chunks, never by a Python loop per value.
+A row whose extra fields are all written like vector values (``0.1``, ``1e-05``) has too many
+values, though, and is an error. A word2vec/fastText ``count dim`` header is optional; when
+present, its count and dim must match the rows. The numbers are parsed by numpy's C reader
+(``np.loadtxt``) in chunks, never by a Python loop per value.
 """
 
+import codecs
 import gzip
 import re
 import zipfile
@@ -20,6 +23,9 @@ from .errors import InputError
 
 _CHUNK_ROWS = 50_000  # rows per np.loadtxt call: keeps memory flat and the progress bar moving
 _LOADTXT_WHERE = re.compile(r"at row (\d+), column (\d+)")
+# A vector value as files write them: a decimal point or an exponent. A word part such as "95"
+# ("windows 95") does not match, so it stays part of the word.
+_VALUE = re.compile(r"[-+]?(\d+\.\d*|\.\d+|\d+(?=[eE]))([eE][-+]?\d+)?")
 
 
 @dataclass
@@ -42,10 +48,17 @@ def _read_bytes(path):
         _fail(path, "no such vectors file", "check the path")
     if path.is_dir():
         _fail(path, "is a folder, not a vectors file", "give the .txt/.vec file inside it")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:  # permissions, a vanished network drive: not a bug to show as a traceback
+        _fail(path, f"cannot be read ({e.strerror or e})", "check that the file is readable")
     if data[:4] == b"PK\x03\x04":
-        with zipfile.ZipFile(path) as archive:
-            members = ", ".join(archive.namelist()[:8])
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile as e:
+            _fail(path, f"is a damaged zip archive ({e})", "download it again")
+        members = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         _fail(path, f"is a zip archive (members: {members})",
               "extract the vectors file you want and give its path")
     if data[:2] == b"\x1f\x8b":  # gzip is read as is: fastText ships .vec.gz files
@@ -53,6 +66,7 @@ def _read_bytes(path):
             data = gzip.decompress(data)
         except (OSError, EOFError) as e:
             _fail(path, f"is a damaged gzip file ({e})", "download it again")
+    data = data.removeprefix(codecs.BOM_UTF8)  # Windows editors add one; it would stick to the first word
     if not data or data.isspace():
         _fail(path, "is empty", "give a vectors file with one 'word v1 v2 ...' row per line")
     return data
@@ -65,6 +79,9 @@ def _decode_lines(path, data, lenient):
     except UnicodeDecodeError as e:
         if not lenient:
             line = data.count(b"\n", 0, e.start) + 1
+            if e.reason == "unexpected end of data":
+                _fail(path, "ends in the middle of a character: the file looks cut off",
+                      "download or extract it again", line)
             _fail(path, f"holds bytes that are not UTF-8 ({data[e.start:e.end + 3]!r})",
                   "re-save the file as UTF-8, or convert with --lenient to skip such lines", line)
     # Lenient: decode line by line and blank out (skip) the ones that are not UTF-8.
@@ -81,14 +98,14 @@ def _decode_lines(path, data, lenient):
 def _header(lines):
     """Return (count, dim) when the first row is a word2vec/fastText header, else None.
 
-    A header is exactly two integers, and the next row has more than ``dim`` fields; so a
-    headerless first row such as ``1 0.1 0.2 0.3`` is a word, not a header.
+    A header is exactly two integers, so a headerless first row such as ``1 0.1 0.2 0.3`` is a
+    word. Only in a file of 1-d rows is a first row like ``1 2`` (word "1", value 2) a row too.
     """
     fields = lines[0].split(" ")
     if len(fields) != 2 or not all(f.isdigit() for f in fields):
         return None
     count, dim = int(fields[0]), int(fields[1])
-    if len(lines) > 1 and lines[1].count(" ") < dim:
+    if dim != 1 and len(lines) > 1 and lines[1].count(" ") == 1:
         return None
     return count, dim
 
@@ -106,7 +123,7 @@ def _short_row_error(path, lines, numbers, spaces, dim, ends_cleanly):
           "fix or delete that row", numbers[i])
 
 
-def _parse_numbers(path, lines, numbers, dim, progress):
+def _parse_numbers(path, lines, words, numbers, dim, progress):
     """The last ``dim`` fields of every row as float32, by np.loadtxt in chunks."""
     matrix = np.empty((len(lines), dim), dtype=np.float32)
     with tqdm(total=len(lines), unit=" rows", desc=f"Reading {path.name}", disable=not progress) as bar:
@@ -119,9 +136,14 @@ def _parse_numbers(path, lines, numbers, dim, progress):
                 where = _LOADTXT_WHERE.search(str(e))
                 if not where:
                     raise
-                row = start + int(where.group(1)) - 1
-                field = lines[row].split(" ")[int(where.group(2)) - 1]
-                _fail(path, f"cannot read the number {field[:40]!r}", "fix or delete that row", numbers[row])
+                # numpy counts rows from 0 and columns from 1; the check on the field guards
+                # against a numpy that counts rows from 1.
+                row, column = start + int(where.group(1)), int(where.group(2)) - 1
+                if row >= len(lines) or lines[row].split(" ")[column] not in str(e):
+                    row -= 1
+                word, field = words[row], lines[row].split(" ")[column]
+                _fail(path, f"cannot read the number {field[:40]!r} in the row for {word[:40]!r}",
+                      "fix or delete that row", numbers[row])
             bar.update(len(chunk))
     return matrix
 
@@ -136,31 +158,38 @@ def read_vectors(path, lenient=False, progress=True):
 
     # Trailing spaces, CRLF and blank lines are not content: strip them, keep file line numbers.
     # Most files have none, and scanning the bytes for them is much cheaper than the strip.
-    clean = not skipped and not any(mark in data for mark in (b"\r", b" \n", b"\t\n", b"\n\n", b"\xa0\n"))
+    clean = not skipped and not any(mark in data for mark in (b"\r", b" \n", b"\t\n", b"\n\n", b"\xa0\n")) \
+        and not data.endswith((b" ", b"\t", b"\xa0"))  # a last line without a newline may have them too
     if not clean:
         numbers = np.array([i for i, line in enumerate(lines, start=1) if line.strip()], dtype=np.int64)
         lines = [lines[i - 1].rstrip() for i in numbers]
     else:
         numbers = np.arange(1, len(lines) + 1)
+    if not lines:
+        _fail(path, f"holds no UTF-8 lines ({skipped:,} skipped)", "re-save the file as UTF-8")
     header = _header(lines)
     if header:
+        header_line = int(numbers[0])
         lines, numbers = lines[1:], numbers[1:]
     if not lines:
         _fail(path, "holds a header but no vectors", "give a file with one 'word v1 v2 ...' row per line")
 
-    # Without a header, the dimension is what most of the first rows have (a few rows may have
-    # more fields because their word holds spaces).
-    dim = header[1] if header else Counter(line.count(" ") for line in lines[:1000]).most_common(1)[0][0]
+    # The dimension is what most of the first rows have (a few rows may have more fields
+    # because their word holds spaces); a header must agree with it.
+    dim = Counter(line.count(" ") for line in lines[:1000]).most_common(1)[0][0]
+    if header and header[1] != dim:
+        _fail(path, f"header says dimension {header[1]:,} but the rows hold {dim:,} values",
+              "fix the first line, or download the file again", header_line)
     if dim < 1:
         _fail(path, "has rows without numbers", "give a file of 'word v1 v2 ...' rows", numbers[0])
-    if header and header[0] != len(lines):
-        _fail(path, f"header says {header[0]:,} rows but the file holds {len(lines):,}",
+    if header and header[0] != len(lines) + skipped:  # a line skipped as not UTF-8 was still a row
+        _fail(path, f"header says {header[0]:,} rows but the file holds {len(lines) + skipped:,}",
               "the file is cut off or its header is wrong: download it again, or fix the first line",
-              numbers[0] - 1)
+              header_line)
 
     # Count separators row by row only when the total says some row is not "word + dim values".
     spaces = None
-    separators = data.count(b" ") - (lines[0].count(" ") + 1 if header else 0) if clean else -1
+    separators = data.count(b" ") - (1 if header else 0) if clean else -1  # a clean header is "count dim"
     if separators != len(lines) * dim:
         spaces = np.fromiter((line.count(" ") for line in lines), dtype=np.int64, count=len(lines))
         _short_row_error(path, lines, numbers, spaces, dim, data.endswith(b"\n"))
@@ -168,21 +197,25 @@ def read_vectors(path, lenient=False, progress=True):
     if spaces is not None:
         for i in np.flatnonzero(spaces > dim):  # the word holds spaces: the vector is the last dim fields
             parts = lines[i].rsplit(" ", dim)
+            if all(_VALUE.fullmatch(extra) for extra in parts[0].split(" ")[1:]):
+                _fail(path, f"row has {spaces[i]} values, expected {dim} (starts {lines[i][:40]!r})",
+                      "fix or delete that row", numbers[i])
             words[i], lines[i] = parts[0], "_ " + " ".join(parts[1:])
     try:
-        matrix = _parse_numbers(path, lines, numbers, dim, progress)
+        matrix = _parse_numbers(path, lines, words, numbers, dim, progress)
     except ValueError as e:
         if isinstance(e, InputError):
             raise
         # np.loadtxt failed on a row with too few fields, which the totals above could not see.
         spaces = np.fromiter((line.count(" ") for line in lines), dtype=np.int64, count=len(lines))
         _short_row_error(path, lines, numbers, spaces, dim, data.endswith(b"\n"))
-        raise
+        _fail(path, f"cannot be read as vectors ({e})", "give a file of 'word v1 v2 ...' rows")
 
     finite = np.isfinite(matrix).all(axis=1)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
-        _fail(path, f"row for {words[row]!r} holds nan or inf", "fix or delete that row", numbers[row])
+        _fail(path, f"row for {words[row]!r} holds nan or inf (or a value beyond float32's range)",
+              "fix or delete that row", numbers[row])
 
     # Keep each word's first row: a dict built from the reversed list keeps the first index.
     first = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
