@@ -71,13 +71,15 @@ def _read_categories(root, corpus, label_names=None):
                              "make the test split's folders match the training split's")
         documents = []
         for entry in category.iterdir():
-            if entry.is_file() and entry.name.isdigit():
+            # isascii: "²" is a digit to Python but not a number int() reads.
+            if entry.is_file() and entry.name.isascii() and entry.name.isdigit():
                 documents.append(entry)
             else:
                 corpus.ignored += 1
         if not documents:
             raise InputError(category, "holds no documents (files with numeric names)",
                              "remove the folder or add its documents")
+        kept = len(texts)
         for document in sorted(documents, key=lambda p: int(p.name)):
             body = strip_headers(document.read_bytes().decode("latin-1"))
             if not body.strip():
@@ -85,6 +87,9 @@ def _read_categories(root, corpus, label_names=None):
                 continue
             texts.append(body)
             labels.append(names.index(category.name))
+        if len(texts) == kept:  # a label with no text to learn it from
+            raise InputError(category, f"holds {len(documents)} documents, all empty once their headers are dropped",
+                             "remove the folder or add documents with text")
     return texts, np.array(labels, dtype=np.int64), names
 
 
@@ -95,6 +100,7 @@ def load_corpus(root):
         raise InputError(root, "does not exist", "point TEXT_DATA_DIR at the 20 Newsgroups folder")
     corpus = Corpus([], np.zeros(0), [], source=str(root))
     if (root / TRAIN).is_dir():
+        corpus.ignored += sum(entry.name not in (TRAIN, TEST) for entry in root.iterdir())
         corpus.texts, corpus.labels, corpus.label_names = _read_categories(root / TRAIN, corpus)
         if (root / TEST).is_dir():
             corpus.test_texts, corpus.test_labels, _ = _read_categories(root / TEST, corpus, corpus.label_names)
