@@ -23,6 +23,7 @@ _RULES = {
     "BATCH_SIZE": (lambda v: v >= 1, "must be >= 1"),
     "EPOCHS": (lambda v: v >= 1, "must be >= 1"),
     "MAX_MATERIALIZE_BYTES": (lambda v: v > 0, "must be > 0"),
+    "SEED": (lambda v: 0 <= v < 2**32, "must be between 0 and 2**32 - 1 (numpy's and Keras's seed range)"),
     # An empty path means "use the default source"; a given one must exist.
     "VECTORS": (lambda v: not v or Path(v).expanduser().exists(), "names a path that does not exist"),
     "TEXT_DATA_DIR": (lambda v: not v or Path(v).expanduser().exists(),
