@@ -1,0 +1,227 @@
+"""Shared helpers for the benchmarks of issue #3: paths, data, timing, memory, table rows.
+
+Everything the benchmarks make (the GloVe text file, stores, models, corpora, runs) goes into
+bench/results/, which git ignores, and is made once and reused where that is safe.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results"
+CACHE = RESULTS / "cache"  # the scripts' CACHE_DIR too, so the packaged GloVe store is made once
+TRAIN_TAR = (ROOT / ".." / "shared" / "data" / "20news-bydate-train.tar.gz").resolve()
+MB = 1e6
+# Subprocesses start quietly and alike: TensorFlow's start-up chatter (and its "no CUDA" error
+# on this CPU-only machine) is noise here.
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The benchmark's models are saved untrained, so Keras warns that their optimizer has no state.
+warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+
+
+def parse_args(description, argv=None):
+    """Every benchmark takes --quick (smaller K, fewer documents, fewer repeats, 1 epoch) and --json."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run with smaller sizes")
+    parser.add_argument("--json", help="also write the figures to this file (report.py reads them)")
+    return parser.parse_args(argv)
+
+
+def save_json(args, figures):
+    """Write the figures where --json says; returns them."""
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1, default=str) + "\n")
+    return figures
+
+
+def peak_rss_bytes():
+    """This process's peak RSS: VmHWM on Linux, which (unlike getrusage's ru_maxrss) does not
+    start from the parent's RSS when a big process forks this one."""
+    try:
+        return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
+    except (OSError, AttributeError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def alternate(sides, repeats):
+    """Time each side ``repeats`` times, alternating sides (and their order) so drift hits both.
+
+    ``sides`` maps a name to a function of no arguments; returns ``{name: [seconds, ...]}``.
+    """
+    names, times = list(sides), {name: [] for name in sides}
+    for r in range(repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            started = time.perf_counter()
+            sides[name]()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def run(args, **kwargs):
+    """Run a command with the benchmark environment; raise with its output when it fails."""
+    done = subprocess.run(args, env=ENV, cwd=ROOT, capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, args))} failed ({done.returncode}):\n{done.stdout[-2000:]}"
+                           f"\n{done.stderr[-4000:]}")
+    return done
+
+
+def fresh_dir(path):
+    path = Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def dir_bytes(path):
+    """Bytes of all files under ``path`` (a file is its own size)."""
+    path = Path(path)
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def glove_store():
+    """The packaged GloVe 6B 50d store (400,000 x 50), converted into CACHE once."""
+    from external_embeddings import sources
+
+    return sources.open_vectors("", CACHE, 2**31)
+
+
+def glove_text_file():
+    """The packaged GloVe written as a GloVe text file (``%.5f``, ~170 MB), once; returns its path."""
+    path = CACHE / "glove.6B.50d.txt"
+    if path.exists():
+        return path
+    from external_embeddings import sources
+
+    words, matrix = sources.packaged_glove()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row = " ".join(["%.5f"] * matrix.shape[1])
+    partial = path.with_suffix(".partial")
+    with open(partial, "w", encoding="utf-8", newline="\n") as f:
+        for word, vector in zip(words, matrix.tolist()):
+            f.write(f"{word} {row % tuple(vector)}\n")
+    partial.rename(path)  # a reader never sees half a file
+    return path
+
+
+def load_texts(count=None):
+    """Documents of the real 20 Newsgroups train split (headers dropped), or None without it.
+
+    Returns the corpus object of external_embeddings.corpus, cut to ``count`` documents spread
+    over all categories when ``count`` is given.
+    """
+    if not TRAIN_TAR.is_file():
+        return None
+    from external_embeddings import sources
+
+    settings = SimpleNamespace(TEXT_DATA_DIR=str(TRAIN_TAR), CACHE_DIR=str(CACHE), CORPUS_URL="", SEED=1337)
+    corpus = sources.find_corpus(settings, None)
+    if count is not None and count < len(corpus.texts):
+        keep = np.sort(np.random.default_rng(0).choice(len(corpus.texts), count, replace=False))
+        corpus.texts = [corpus.texts[i] for i in keep]
+        corpus.labels = corpus.labels[keep]
+    return corpus
+
+
+def generated_texts(store, count, words_per_text=300, seed=0):
+    """Texts of words drawn from the store's 20,000 most frequent words, when no corpus is there."""
+    rng = np.random.default_rng(seed)
+    vocab = [store.word(i) for i in range(20000)]
+    return [" ".join(rng.choice(vocab, size=words_per_text)) for _ in range(count)]
+
+
+def row(measure, original, external, ratio, goal, met, note=""):
+    """One line of the report table: the two sides' figures, their ratio and the goal's verdict."""
+    verdict = "n/a" if met is None else ("met" if met else "MISSED")
+    return {"measure": measure, "original": original, "external": external, "ratio": ratio, "goal": goal,
+            "verdict": verdict, "note": note}
+
+
+def print_rows(title, rows):
+    """Print the rows side by side, as the report table shows them."""
+    print(f"\n{title}")
+    for r in rows:
+        print(f"  {r['measure']}: original {r['original']} | external {r['external']} | ratio {r['ratio']} "
+              f"| goal {r['goal']}: {r['verdict']}" + (f" ({r['note']})" if r["note"] else ""))
+
+
+MODELS = RESULTS / "models"
+MAX_K = 8
+LENGTH = 1000  # config.MAX_SEQUENCE_LENGTH
+NUM_WORDS = 20000  # config.MAX_NUM_WORDS: the baseline Embedding's rows
+
+
+def word_index_for(store):
+    """The baseline's word index as the script builds it: the corpus's most frequent words."""
+    from external_embeddings import tokenizer
+
+    corpus = load_texts()
+    texts = corpus.texts if corpus else generated_texts(store, 2000)
+    return tokenizer.build_vocabulary([tokenizer.tokenize(t) for t in texts], NUM_WORDS)
+
+
+def make_models(store, count=MAX_K):
+    """``count`` baseline and ``count`` external run folders, laid out as the scripts save them.
+
+    Untrained (weights do not change size, memory or speed), each with its own random weights.
+    Returns ``{"baseline": [dirs], "external": [dirs]}``; made once per store and reused.
+    """
+    import json
+
+    dirs = {kind: [MODELS / kind / f"m{i}" for i in range(count)] for kind in ("baseline", "external")}
+    stamp = MODELS / "store.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == store.describe() and all(
+            (d / "model.keras").exists() for ds in dirs.values() for d in ds):
+        return dirs
+
+    import keras
+
+    from external_embeddings import tokenizer
+    from external_embeddings.model import conv_classifier
+    from external_embeddings.results import save_run
+
+    fresh_dir(MODELS)
+    corpus = load_texts()
+    labels = corpus.label_names if corpus else [f"topic{i}" for i in range(20)]
+    word_index = word_index_for(store)
+    found = store.lookup(word_index)
+    matrix = store.gather([0] + [found.get(word, 0) for word in word_index])  # as the baseline script
+    for i in range(count):
+        for kind in ("baseline", "external"):
+            keras.utils.set_random_seed(i)
+            if kind == "baseline":
+                inputs = keras.Input(shape=(LENGTH,), dtype="int32")
+                layer = keras.layers.Embedding(len(matrix), store.dim, trainable=False)
+                embedded = layer(inputs)
+                layer.set_weights([matrix])
+                files = {"word_index.json": word_index}
+            else:
+                inputs = embedded = keras.Input(shape=(LENGTH, store.dim), dtype="float32")
+                files = {}
+            model = conv_classifier(inputs, embedded, len(labels))
+            manifest = {"kind": kind, "store": store.describe(), "labels": labels, "sequence_length": LENGTH,
+                        "tokenizer": tokenizer.SETTINGS}
+            save_run(dirs[kind][i], model, manifest, files, {})
+    stamp.write_text(json.dumps(store.describe()))
+    return dirs
