@@ -126,7 +126,9 @@ def _short_row_error(path, lines, numbers, spaces, dim, ends_cleanly):
 def _parse_numbers(path, lines, words, numbers, dim, progress):
     """The last ``dim`` fields of every row as float32, by np.loadtxt in chunks."""
     matrix = np.empty((len(lines), dim), dtype=np.float32)
-    with tqdm(total=len(lines), unit=" rows", desc=f"Reading {path.name}", disable=not progress) as bar:
+    # disable=None shows the bar only on a terminal, so a log or a captured stderr holds just the
+    # one-line error, not a half-drawn bar before it.
+    with tqdm(total=len(lines), unit=" rows", desc=f"Reading {path.name}", disable=None if progress else True) as bar:
         for start in range(0, len(lines), _CHUNK_ROWS):
             chunk = lines[start:start + _CHUNK_ROWS]
             try:

@@ -311,6 +311,12 @@ def test_convert_command_errors_are_one_line_with_file_and_line(tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
 
 
+def test_convert_command_without_quiet_still_prints_only_the_error_when_stderr_is_no_terminal(tmp_path):
+    source = write_lines(tmp_path / "bad.txt", GOOD[:1] + [row("of", [0.4, "0.5x", 0.6])] + GOOD[2:])
+    line = cli_error(cli("convert", source, tmp_path / "store"))
+    assert line == f"error: {source}:2: cannot read the number '0.5x' in the row for 'of'; fix or delete that row"
+
+
 # ## Dimensions that differ from what a store or a model expects
 
 
