@@ -30,6 +30,8 @@ def find_model_dirs(models_dir):
 
 def check_manifest(manifest, where, store):
     """Refuse a model that is not external or was trained with another store."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("store", {}), dict):
+        raise InputError(where, "is not a model manifest", "re-run the script that wrote it")
     if manifest.get("kind") != "external":
         raise InputError(where, f"is a {manifest.get('kind', 'unknown')} model, not an external one "
                          "(its vectors are inside it)", "serve only models from pretrained_external_word_embeddings.py")

@@ -266,6 +266,14 @@ def test_a_model_manifest_without_a_store_is_refused(store):
         check_manifest({"kind": "external"}, "m/manifest.json", store)
 
 
+@pytest.mark.parametrize("manifest", [[1], "external", {"kind": "external", "store": ["x"]}])
+def test_a_manifest_that_is_not_an_object_is_refused(store, manifest):
+    from external_embeddings.predictor import check_manifest
+
+    with pytest.raises(InputError, match="m/manifest.json: is not a model manifest"):
+        check_manifest(manifest, "m/manifest.json", store)
+
+
 # ## Memory budget
 
 
