@@ -19,6 +19,9 @@ class InputError(ValueError):
         super().__init__(message)
         self.where, self.line, self.problem, self.fix = str(where), line, problem, fix
 
+    def __reduce__(self):  # so an error raised in a worker process reaches the parent whole
+        return type(self), (self.where, self.problem, self.fix, self.line)
+
 
 class MemoryBudgetError(InputError):
     """A request that would build an array larger than the configured budget."""

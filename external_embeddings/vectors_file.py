@@ -9,8 +9,12 @@ present, its count and dim must match the rows. The numbers are parsed by numpy'
 """
 
 import codecs
+import contextlib
 import gzip
+import multiprocessing
+import os
 import re
+import sys
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -21,7 +25,8 @@ from tqdm import tqdm
 
 from .errors import InputError
 
-_CHUNK_ROWS = 50_000  # rows per np.loadtxt call: keeps memory flat and the progress bar moving
+_PIECE_BYTES = 8 << 20  # bytes parsed at a time: keeps memory flat and the progress bar moving
+_PARALLEL_BYTES = 32 << 20  # below this, starting worker processes costs more than it saves
 _LOADTXT_WHERE = re.compile(r"at row (\d+), column (\d+)")
 # A vector value as files write them: a decimal point or an exponent. A word part such as "95"
 # ("windows 95") does not match, so it stays part of the word.
@@ -72,13 +77,13 @@ def _read_bytes(path):
     return data
 
 
-def _decode_lines(path, data, lenient):
+def _decode_lines(path, data, lenient, first_line=1):
     """Decode UTF-8 and split into lines; returns (lines, skipped line count)."""
     try:
         return data.decode("utf-8").split("\n"), 0
     except UnicodeDecodeError as e:
         if not lenient:
-            line = data.count(b"\n", 0, e.start) + 1
+            line = data.count(b"\n", 0, e.start) + first_line
             if e.reason == "unexpected end of data":
                 _fail(path, "ends in the middle of a character: the file looks cut off",
                       "download or extract it again", line)
@@ -123,78 +128,54 @@ def _short_row_error(path, lines, numbers, spaces, dim, ends_cleanly):
           "fix or delete that row", numbers[i])
 
 
-def _parse_numbers(path, lines, words, numbers, dim, progress):
-    """The last ``dim`` fields of every row as float32, by np.loadtxt in chunks."""
-    matrix = np.empty((len(lines), dim), dtype=np.float32)
-    # disable=None shows the bar only on a terminal, so a log or a captured stderr holds just the
-    # one-line error, not a half-drawn bar before it.
-    with tqdm(total=len(lines), unit=" rows", desc=f"Reading {path.name}", disable=None if progress else True) as bar:
-        for start in range(0, len(lines), _CHUNK_ROWS):
-            chunk = lines[start:start + _CHUNK_ROWS]
-            try:
-                matrix[start:start + len(chunk)] = np.loadtxt(
-                    chunk, dtype=np.float32, delimiter=" ", comments=None, usecols=range(1, dim + 1), ndmin=2)
-            except ValueError as e:
-                where = _LOADTXT_WHERE.search(str(e))
-                if not where:
-                    raise
-                # numpy counts rows from 0 and columns from 1; the check on the field guards
-                # against a numpy that counts rows from 1.
-                row, column = start + int(where.group(1)), int(where.group(2)) - 1
-                if row >= len(lines) or lines[row].split(" ")[column] not in str(e):
-                    row -= 1
-                word, field = words[row], lines[row].split(" ")[column]
-                _fail(path, f"cannot read the number {field[:40]!r} in the row for {word[:40]!r}",
-                      "fix or delete that row", numbers[row])
-            bar.update(len(chunk))
-    return matrix
+def _parse_numbers(path, lines, words, numbers, dim):
+    """The last ``dim`` fields of every row as float32, by np.loadtxt."""
+    try:
+        return np.loadtxt(lines, dtype=np.float32, delimiter=" ", comments=None, usecols=range(1, dim + 1), ndmin=2)
+    except ValueError as e:
+        where = _LOADTXT_WHERE.search(str(e))
+        if not where:
+            raise
+        # numpy counts rows from 0 and columns from 1; the check on the field guards
+        # against a numpy that counts rows from 1.
+        row, column = int(where.group(1)), int(where.group(2)) - 1
+        if row >= len(lines) or lines[row].split(" ")[column] not in str(e):
+            row -= 1
+        word, field = words[row], lines[row].split(" ")[column]
+        _fail(path, f"cannot read the number {field[:40]!r} in the row for {word[:40]!r}",
+              "fix or delete that row", numbers[row])
 
 
-def read_vectors(path, lenient=False, progress=True):
-    """Parse a text vectors file; any bad row is an ``InputError`` naming ``file:line``."""
-    path = Path(path)
-    data = _read_bytes(path)
-    lines, skipped = _decode_lines(path, data, lenient)
+def _parse_piece(path, data, first_line, dim, header, lenient, is_last):
+    """Words and float32 rows of one piece of the file: whole lines, starting at ``first_line``.
+
+    ``header`` says the piece starts with the header line, which is skipped.
+    Returns (words, matrix, skipped lines).
+    """
+    lines, skipped = _decode_lines(path, data, lenient, first_line)
     if lines[-1] == "":
         lines.pop()
-
     # Trailing spaces, CRLF and blank lines are not content: strip them, keep file line numbers.
     # Most files have none, and scanning the bytes for them is much cheaper than the strip.
     clean = not skipped and not any(mark in data for mark in (b"\r", b" \n", b"\t\n", b"\n\n", b"\xa0\n")) \
         and not data.endswith((b" ", b"\t", b"\xa0"))  # a last line without a newline may have them too
     if not clean:
-        numbers = np.array([i for i, line in enumerate(lines, start=1) if line.strip()], dtype=np.int64)
-        lines = [lines[i - 1].rstrip() for i in numbers]
+        numbers = np.array([i for i, line in enumerate(lines, start=first_line) if line.strip()], dtype=np.int64)
+        lines = [lines[i - first_line].rstrip() for i in numbers]
     else:
-        numbers = np.arange(1, len(lines) + 1)
-    if not lines:
-        _fail(path, f"holds no UTF-8 lines ({skipped:,} skipped)", "re-save the file as UTF-8")
-    header = _header(lines)
+        numbers = np.arange(first_line, first_line + len(lines))
     if header:
-        header_line = int(numbers[0])
         lines, numbers = lines[1:], numbers[1:]
     if not lines:
-        _fail(path, "holds a header but no vectors", "give a file with one 'word v1 v2 ...' row per line")
-
-    # The dimension is what most of the first rows have (a few rows may have more fields
-    # because their word holds spaces); a header must agree with it.
-    dim = Counter(line.count(" ") for line in lines[:1000]).most_common(1)[0][0]
-    if header and header[1] != dim:
-        _fail(path, f"header says dimension {header[1]:,} but the rows hold {dim:,} values",
-              "fix the first line, or download the file again", header_line)
-    if dim < 1:
-        _fail(path, "has rows without numbers", "give a file of 'word v1 v2 ...' rows", numbers[0])
-    if header and header[0] != len(lines) + skipped:  # a line skipped as not UTF-8 was still a row
-        _fail(path, f"header says {header[0]:,} rows but the file holds {len(lines) + skipped:,}",
-              "the file is cut off or its header is wrong: download it again, or fix the first line",
-              header_line)
+        return [], np.empty((0, dim), dtype=np.float32), skipped
 
     # Count separators row by row only when the total says some row is not "word + dim values".
     spaces = None
     separators = data.count(b" ") - (1 if header else 0) if clean else -1  # a clean header is "count dim"
+    ends_cleanly = not is_last or data.endswith(b"\n")
     if separators != len(lines) * dim:
         spaces = np.fromiter((line.count(" ") for line in lines), dtype=np.int64, count=len(lines))
-        _short_row_error(path, lines, numbers, spaces, dim, data.endswith(b"\n"))
+        _short_row_error(path, lines, numbers, spaces, dim, ends_cleanly)
     words = [line[:line.find(" ")] for line in lines]
     if spaces is not None:
         for i in np.flatnonzero(spaces > dim):  # the word holds spaces: the vector is the last dim fields
@@ -204,13 +185,13 @@ def read_vectors(path, lenient=False, progress=True):
                       "fix or delete that row", numbers[i])
             words[i], lines[i] = parts[0], "_ " + " ".join(parts[1:])
     try:
-        matrix = _parse_numbers(path, lines, words, numbers, dim, progress)
+        matrix = _parse_numbers(path, lines, words, numbers, dim)
     except ValueError as e:
         if isinstance(e, InputError):
             raise
         # np.loadtxt failed on a row with too few fields, which the totals above could not see.
         spaces = np.fromiter((line.count(" ") for line in lines), dtype=np.int64, count=len(lines))
-        _short_row_error(path, lines, numbers, spaces, dim, data.endswith(b"\n"))
+        _short_row_error(path, lines, numbers, spaces, dim, ends_cleanly)
         _fail(path, f"cannot be read as vectors ({e})", "give a file of 'word v1 v2 ...' rows")
 
     finite = np.isfinite(matrix).all(axis=1)
@@ -218,11 +199,96 @@ def read_vectors(path, lenient=False, progress=True):
         row = int(np.flatnonzero(~finite)[0])
         _fail(path, f"row for {words[row]!r} holds nan or inf (or a value beyond float32's range)",
               "fix or delete that row", numbers[row])
+    return words, matrix, skipped
+
+
+def _pieces(data, size):
+    """(start, end, first line number) of consecutive pieces of whole lines, about ``size`` bytes each."""
+    pieces, start, line = [], 0, 1
+    while start < len(data):
+        end = data.find(b"\n", min(start + size, len(data)) - 1) + 1 or len(data)
+        pieces.append((start, end, line))
+        line += data.count(b"\n", start, end)
+        start = end
+    return pieces
+
+
+_JOB = None  # (path, data, dim, header, lenient) for the worker processes, inherited through fork
+
+
+def _parse_job_piece(piece):
+    path, data, dim, header, lenient = _JOB
+    start, end, first_line = piece
+    return _parse_piece(path, data[start:end], first_line, dim, header and start == 0, lenient, end == len(data))
+
+
+def _workers(size):
+    """Worker processes for a big file; none after TensorFlow has started its threads (fork is unsafe then)."""
+    if size < _PARALLEL_BYTES or not hasattr(os, "fork") or "tensorflow" in sys.modules:
+        return 1
+    return min(os.cpu_count() or 1, 8)
+
+
+def read_vectors(path, lenient=False, progress=True):
+    """Parse a text vectors file; any bad row is an ``InputError`` naming ``file:line``.
+
+    Pieces of a large file are parsed by one process per core: the parse is CPU-bound, and
+    conversion is the one step that every new vectors file waits for.
+    """
+    global _JOB
+    path = Path(path)
+    data = _read_bytes(path)
+
+    # The header and the dimension come from the first rows: the dimension is what most of them
+    # have (a few rows may have more fields because their word holds spaces).
+    prefix = data[:1 << 20].decode("utf-8", "replace").split("\n")[:1001]
+    first = [(n, line.strip()) for n, line in enumerate(prefix, start=1) if line.strip()]
+    header = _header([line for _, line in first])
+    header_line = first[0][0] if header else None
+    rows = first[1:] if header else first
+    if not rows:
+        _fail(path, "holds a header but no vectors", "give a file with one 'word v1 v2 ...' row per line")
+    dim = Counter(line.count(" ") for _, line in rows).most_common(1)[0][0]
+    if header and header[1] != dim:
+        _fail(path, f"header says dimension {header[1]:,} but the rows hold {dim:,} values",
+              "fix the first line, or download the file again", header_line)
+    if dim < 1:
+        _fail(path, "has rows without numbers", "give a file of 'word v1 v2 ...' rows", rows[0][0])
+
+    pieces = _pieces(data, _PIECE_BYTES)
+    _JOB = (path, data, dim, header, lenient)
+    try:
+        with tqdm(total=len(data), unit="B", unit_scale=True, desc=f"Reading {path.name}",
+                  disable=None if progress else True) as bar:  # None: drawn only on a terminal
+            processes = _workers(len(data))
+            with contextlib.ExitStack() as stack:
+                if processes > 1:
+                    pool = stack.enter_context(multiprocessing.get_context("fork").Pool(processes))
+                    parsed = pool.imap(_parse_job_piece, pieces)
+                else:
+                    parsed = map(_parse_job_piece, pieces)
+                results = []
+                for (start, end, _), result in zip(pieces, parsed):
+                    results.append(result)
+                    bar.update(end - start)
+    finally:
+        _JOB = None
+    words = [word for piece_words, _, _ in results for word in piece_words]
+    skipped = sum(s for _, _, s in results)
+    if not words:
+        if skipped:
+            _fail(path, f"holds no UTF-8 lines ({skipped:,} skipped)", "re-save the file as UTF-8")
+        _fail(path, "holds a header but no vectors", "give a file with one 'word v1 v2 ...' row per line")
+    matrix = np.concatenate([m for _, m, _ in results])
+    if header and header[0] != len(words) + skipped:  # a line skipped as not UTF-8 was still a row
+        _fail(path, f"header says {header[0]:,} rows but the file holds {len(words) + skipped:,}",
+              "the file is cut off or its header is wrong: download it again, or fix the first line",
+              header_line)
 
     # Keep each word's first row: a dict built from the reversed list keeps the first index.
-    first = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
-    duplicates = len(words) - len(first)
+    first_rows = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
+    duplicates = len(words) - len(first_rows)
     if duplicates:
-        keep = np.sort(np.fromiter(first.values(), dtype=np.int64, count=len(first)))
+        keep = np.sort(np.fromiter(first_rows.values(), dtype=np.int64, count=len(first_rows)))
         words, matrix = [words[i] for i in keep], matrix[keep]
     return VectorsFile(words, matrix, duplicates, skipped, header)

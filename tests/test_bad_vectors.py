@@ -1,6 +1,7 @@
 """Bad vectors files: each ends in the right words and matrix, or in one InputError naming file:line."""
 
 import gzip
+import hashlib
 import subprocess
 import sys
 import zipfile
@@ -182,11 +183,36 @@ def test_a_bad_row_is_an_error_naming_file_line_and_token(tmp_path, bad, expecte
 def test_a_bad_row_deep_in_a_large_file_gets_its_own_line_number(tmp_path, monkeypatch):
     from external_embeddings import vectors_file
 
-    monkeypatch.setattr(vectors_file, "_CHUNK_ROWS", 7)  # the bad row lies in the third chunk
+    monkeypatch.setattr(vectors_file, "_PIECE_BYTES", 100)  # the bad row lies in a later piece
     lines = [row(f"w{i}", [i, 0.5, 0.25]) for i in range(30)]
     lines[17] = row("w17", [0.1, "x", 0.3])
     assert "bad.txt:18: cannot read the number 'x' in the row for 'w17'" in error(write_lines(tmp_path / "bad.txt",
                                                                                               lines))
+
+
+def test_worker_processes_read_the_same_as_one_process(tmp_path):
+    """Big files are parsed piece by piece in forked workers; the result and errors must not change."""
+    lines = [row(f"w{i}", [i, 0.5, -0.25]) for i in range(300)] + [row("w7", [9, 9, 9])]
+    good = write_lines(tmp_path / "good.txt", lines)
+    lines[250] = row("w250", [0.1, "x", 0.3])
+    bad = write_lines(tmp_path / "bad.txt", lines)
+    code = """if True:
+        import sys, hashlib
+        from external_embeddings import vectors_file, InputError
+        vectors_file._PARALLEL_BYTES, vectors_file._PIECE_BYTES = 0, 500
+        assert vectors_file._workers(1) > 1
+        v = vectors_file.read_vectors(sys.argv[1], progress=False)
+        print(v.duplicates, hashlib.sha256(repr(v.words).encode() + v.matrix.tobytes()).hexdigest())
+        try:
+            vectors_file.read_vectors(sys.argv[2], progress=False)
+        except InputError as e:
+            print(e)
+    """
+    done = subprocess.run([sys.executable, "-c", code, str(good), str(bad)], capture_output=True, text=True,
+                          cwd=ROOT, check=True)
+    here = read_vectors(good, progress=False)
+    digest = hashlib.sha256(repr(here.words).encode() + here.matrix.tobytes()).hexdigest()
+    assert done.stdout.splitlines() == [f"1 {digest}", error(bad)]
 
 
 @pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity", "1e39"])
