@@ -48,16 +48,19 @@ def strip_headers(text):
     return "\n".join(lines[i:])
 
 
+def _keep(entries, wanted, corpus):
+    """The folder entries that ``wanted`` accepts; the others are counted as ignored."""
+    entries = list(entries)
+    kept = [entry for entry in entries if wanted(entry)]
+    corpus.ignored += len(entries) - len(kept)
+    return kept
+
+
 def _read_categories(root, corpus, label_names=None):
     """Read ``root/<category>/<number>`` files into (texts, labels); counts what it skips."""
     if not root.is_dir():
         raise InputError(root, "is not a folder", "point TEXT_DATA_DIR at the corpus folder")
-    categories = []
-    for entry in sorted(root.iterdir()):
-        if entry.is_dir() and not entry.name.startswith("."):
-            categories.append(entry)
-        else:
-            corpus.ignored += 1
+    categories = _keep(sorted(root.iterdir()), lambda e: e.is_dir() and not e.name.startswith("."), corpus)
     if not categories:
         raise InputError(root, "holds no category folders",
                          "give a folder with one sub-folder of numbered documents per category")
@@ -69,13 +72,8 @@ def _read_categories(root, corpus, label_names=None):
         if category.name not in names:
             raise InputError(category, "is a category that the training split does not have",
                              "make the test split's folders match the training split's")
-        documents = []
-        for entry in category.iterdir():
-            # isascii: "²" is a digit to Python but not a number int() reads.
-            if entry.is_file() and entry.name.isascii() and entry.name.isdigit():
-                documents.append(entry)
-            else:
-                corpus.ignored += 1
+        # isascii: "²" is a digit to Python but not a number int() reads.
+        documents = _keep(category.iterdir(), lambda e: e.is_file() and e.name.isascii() and e.name.isdigit(), corpus)
         if not documents:
             raise InputError(category, "holds no documents (files with numeric names)",
                              "remove the folder or add its documents")
