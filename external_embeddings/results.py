@@ -1,6 +1,7 @@
 """Save a trained run (model, manifest, metrics.json) and print it beside the other script's run."""
 
 import json
+import re
 import resource
 from pathlib import Path
 
@@ -12,8 +13,15 @@ METRICS_FILE = "metrics.json"
 
 
 def peak_rss_bytes():
-    """This process's peak resident memory (psutil has no peak on Linux; getrusage does, in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """This process's peak resident memory.
+
+    psutil has no peak on Linux. /proc's VmHWM is read first because getrusage's ru_maxrss
+    survives exec, so a script started by a big process would report its parent's peak.
+    """
+    try:
+        return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
+    except (OSError, AttributeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def save_run(out_dir, model, manifest, files, metrics):
