@@ -48,8 +48,11 @@ def worker(kind, store_dir, model_dirs):
     import json
 
     import keras
+    import tensorflow as tf
 
     from external_embeddings.model import conv_classifier, load_model
+
+    tf.get_logger().setLevel("ERROR")  # each model traces its own predict function: expected
     from external_embeddings.store import EmbeddingStore
 
     # Warm TensorFlow up with a throwaway model of the same kind and shapes, so its one-time
