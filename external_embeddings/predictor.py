@@ -7,6 +7,7 @@ input for a shorter length is the tail of the longest one, so one mapping still 
 
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from . import tokenizer
@@ -63,10 +64,13 @@ class Predictor:
         results = []
         for start in range(0, len(texts), BATCH_TEXTS):
             tokens = [tokenizer.tokenize(t) for t in texts[start:start + BATCH_TEXTS]]
-            vectors = self.store.batch(tokens, self.length)  # the one mapping all models share
+            # The one mapping all models share, made a tensor once rather than once per model.
+            vectors = keras.ops.convert_to_tensor(self.store.batch(tokens, self.length))
             per_model = {}
             for name, (model, manifest) in self.models.items():
-                probabilities = np.asarray(model.predict_on_batch(vectors[:, -manifest["sequence_length"]:]))
+                length = manifest["sequence_length"]
+                inputs = vectors if length == self.length else vectors[:, -length:]
+                probabilities = keras.ops.convert_to_numpy(model.predict_on_batch(inputs))
                 per_model[name] = (probabilities, manifest["labels"])
             for i in range(len(tokens)):
                 results.append({name: {"label": labels[int(np.argmax(p[i]))], "probability": float(np.max(p[i])),
