@@ -184,12 +184,25 @@ class EmbeddingStore:
     def lookup(self, words):
         """Return ``{word: id}`` for the given words that the store holds (ids are rows + 1)."""
         words = list(dict.fromkeys(words))
+        if not words:
+            return {}
         encoded = [w.encode("utf-8") for w in words]
         hashes = word_hashes(encoded)
-        positions = np.searchsorted(self._hashes, hashes)
+        positions = np.minimum(np.searchsorted(self._hashes, hashes), self.count - 1)
+        # The first candidate of every word at once; numpy scalars per word would cost more
+        # than the search itself.
+        hit = self._hashes[positions] == hashes
+        rows = self._rows[positions]
+        starts, ends = self._offsets[rows].tolist(), (self._offsets[rows + 1] - 1).tolist()
         found = {}
-        for word, raw, h, pos in zip(words, encoded, hashes.tolist(), positions.tolist()):
-            # Walk the (almost always single) entries with this hash and compare the bytes.
+        for i, (word, raw) in enumerate(zip(words, encoded)):
+            if not hit[i]:
+                continue
+            if self._vocab[starts[i]:ends[i]] == raw:
+                found[word] = int(rows[i]) + 1
+                continue
+            # Another word with the same hash: walk the rest of the equal-hash run.
+            pos, h = int(positions[i]) + 1, int(hashes[i])
             while pos < self.count and int(self._hashes[pos]) == h:
                 row = int(self._rows[pos])
                 if self._vocab[self._offsets[row]:self._offsets[row + 1] - 1] == raw:
