@@ -21,6 +21,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+from external_embeddings.results import peak_rss_bytes  # noqa: E402
 
 SCRIPTS = {"baseline": "pretrained_word_embeddings", "external": "pretrained_external_word_embeddings"}
 
@@ -73,7 +74,7 @@ def materialize(count):
     float(store.vectors.sum())  # map the store's pages in first: they are a fixed cost, not the array's
     before = psutil.Process().memory_info().rss  # now, not the peak so far: the growth is the array's
     array = store.gather(ids)
-    peak = common.peak_rss_bytes()
+    peak = peak_rss_bytes()
     print(json.dumps({"docs": len(texts), "all_docs": all_docs, "array_bytes": array.nbytes, "rss_before": before,
                       "peak_rss": peak}))
 

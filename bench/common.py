@@ -7,7 +7,6 @@ bench/results/, which git ignores, and is made once and reused where that is saf
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -47,17 +46,6 @@ def save_json(args, figures):
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1, default=str) + "\n")
     return figures
-
-
-def peak_rss_bytes():
-    """This process's peak RSS: VmHWM on Linux, which (unlike getrusage's ru_maxrss) does not
-    start from the parent's RSS when a big process forks this one."""
-    try:
-        return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
-    except (OSError, AttributeError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def median(values):

@@ -1,9 +1,11 @@
-"""The 1D CNN both scripts train, and how a trained model is saved and loaded with its manifest."""
+"""The 1D CNN both scripts train, and how a trained model is saved and loaded with its manifest.
+
+Keras is imported inside the functions, so that importing the file names and readers here
+(results.py, the benchmarks' memory workers) does not start TensorFlow.
+"""
 
 import json
 from pathlib import Path
-
-import keras
 
 from .errors import InputError
 
@@ -12,6 +14,8 @@ MODEL_FILE, MANIFEST_FILE = "model.keras", "manifest.json"
 
 def conv_classifier(inputs, x, num_classes):
     """The Keras example's CNN on top of ``x`` (the embedded sequence), compiled as there."""
+    import keras
+
     x = keras.layers.Conv1D(128, 5, activation="relu")(x)
     x = keras.layers.MaxPooling1D(5)(x)
     x = keras.layers.Conv1D(128, 5, activation="relu")(x)
@@ -38,6 +42,8 @@ def read_manifest(model_dir):
 
 def load_model(model_dir):
     """Load ``model.keras`` from a run folder, turning Keras' errors into one clear InputError."""
+    import keras
+
     path = Path(model_dir) / MODEL_FILE
     if not path.is_file():
         raise InputError(path, "is missing", "give a folder written by one of the two scripts")
