@@ -94,24 +94,23 @@ def extract_archive(archive, target):
 
 
 def _download(url, cache_dir):
-    """Fetch and unpack the corpus into the cache; returns its folder, or None when offline."""
+    """Fetch and unpack the corpus into the cache; returns (folder, None), or (None, why) when offline."""
     import keras
 
     name = url.rstrip("/").rsplit("/", 1)[-1]
     target = _cached(cache_dir, "corpora", name.split(".")[0])
     if target.exists():
-        return target
+        return target, None
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
     try:
         archive = keras.utils.get_file(name, url, cache_dir=str(Path(cache_dir).expanduser()), cache_subdir="downloads")
-    except Exception as e:  # no network, DNS failure, HTTP error: fall back to the demo corpus
-        print(f"Could not download the corpus from {url} ({type(e).__name__}); using the demo corpus instead.")
-        return None
+    except Exception as e:  # no network, DNS failure, HTTP error: the caller falls back to the demo corpus
+        return None, str(e.__cause__ or e.__context__ or e)  # Keras wraps the urllib error that says why
     finally:
         socket.setdefaulttimeout(previous)
     extract_archive(archive, target)
-    return target
+    return target, None
 
 
 def find_corpus(settings, store):
@@ -129,12 +128,14 @@ def find_corpus(settings, store):
             corpus.source = f"{path} (unpacked in {target})"
             return corpus
         return load_corpus(path)
+    why = "TEXT_DATA_DIR and CORPUS_URL are empty"
     if settings.CORPUS_URL:
-        downloaded = _download(settings.CORPUS_URL, settings.CACHE_DIR)
+        downloaded, failure = _download(settings.CORPUS_URL, settings.CACHE_DIR)
         if downloaded:
             return load_corpus(downloaded)
+        why = f"Could not download the corpus from {settings.CORPUS_URL} ({failure})"
     target = _cached(settings.CACHE_DIR, "corpora", f"demo-{store.fingerprint[:12]}-seed{settings.SEED}")
     if not target.exists():
         write_demo_corpus(store, target, settings.SEED)
-    print(f"No corpus configured (TEXT_DATA_DIR is empty): using the generated demo corpus in {target}.")
+    print(f"{why}: using the generated demo corpus in {target}.")
     return load_corpus(target)
