@@ -157,7 +157,8 @@ def _parse_piece(path, data, first_line, dim, header, lenient, is_last):
         lines.pop()
     # Trailing spaces, CRLF and blank lines are not content: strip them, keep file line numbers.
     # Most files have none, and scanning the bytes for them is much cheaper than the strip.
-    clean = not skipped and not any(mark in data for mark in (b"\r", b" \n", b"\t\n", b"\n\n", b"\xa0\n")) \
+    # A blank line may also open a piece, where no "\n\n" shows it: hence the look for "".
+    clean = not skipped and "" not in lines and not any(mark in data for mark in (b"\r", b" \n", b"\t\n", b"\xa0\n")) \
         and not data.endswith((b" ", b"\t", b"\xa0"))  # a last line without a newline may have them too
     if not clean:
         numbers = np.array([i for i, line in enumerate(lines, start=first_line) if line.strip()], dtype=np.int64)

@@ -190,6 +190,20 @@ def test_a_bad_row_deep_in_a_large_file_gets_its_own_line_number(tmp_path, monke
                                                                                               lines))
 
 
+@pytest.mark.parametrize("piece_bytes", [1, 7, 16, 40])
+def test_blank_lines_at_piece_boundaries_are_skipped(tmp_path, monkeypatch, piece_bytes):
+    from external_embeddings import vectors_file
+
+    lines = [row(f"w{i}", [i, 0.5, 0.25]) for i in range(6)]
+    clean = read(write_lines(tmp_path / "clean.txt", lines))
+    monkeypatch.setattr(vectors_file, "_PIECE_BYTES", piece_bytes)
+    messy = read(write_lines(tmp_path / "messy.txt", ["", lines[0], "", "", *lines[1:4], "", *lines[4:], ""]))
+    assert messy.words == clean.words
+    np.testing.assert_array_equal(messy.matrix, clean.matrix)
+    assert error(write_lines(tmp_path / "bad.txt", ["", lines[0], "", "w9 0.1 x 0.3"])).startswith(
+        f"{tmp_path / 'bad.txt'}:4: cannot read the number 'x'")
+
+
 def test_worker_processes_read_the_same_as_one_process(tmp_path):
     """Big files are parsed piece by piece in forked workers; the result and errors must not change."""
     lines = [row(f"w{i}", [i, 0.5, -0.25]) for i in range(300)] + [row("w7", [9, 9, 9])]
