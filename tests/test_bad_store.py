@@ -109,6 +109,13 @@ def verify(path):
                           capture_output=True, text=True, cwd=ROOT)
 
 
+def verify_refusal(path):
+    """The lines that a refused ``verify`` prints, after checking it failed without a traceback."""
+    done = verify(path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    return done.stderr.splitlines()
+
+
 def test_verify_command_passes_a_good_store_and_refuses_a_changed_one_on_one_line(tmp_path):
     path = make_store(tmp_path / "store")
     done = verify(path)
@@ -116,17 +123,13 @@ def test_verify_command_passes_a_good_store_and_refuses_a_changed_one_on_one_lin
     with open(path / "vectors.npy", "r+b") as f:
         f.seek(-1, 2)
         f.write(b"\x7f")
-    done = verify(path)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.splitlines() == [
+    assert verify_refusal(path) == [
         f"error: {path}: files do not match the fingerprint in store.json (changed or corrupt); "
         f"re-create it: remove {path} and run python -m external_embeddings convert VECTORS_FILE {path}"]
 
 
 def test_verify_command_on_a_folder_that_is_no_store_is_one_line(tmp_path):
-    done = verify(tmp_path)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.splitlines() == [
+    assert verify_refusal(tmp_path) == [
         f"error: {tmp_path}: is not an embedding store (no store.json); "
         f"re-create it: remove {tmp_path} and run python -m external_embeddings convert VECTORS_FILE {tmp_path}"]
 
@@ -134,9 +137,7 @@ def test_verify_command_on_a_folder_that_is_no_store_is_one_line(tmp_path):
 def test_verify_command_on_a_vectors_file_says_to_convert_it(tmp_path):
     source = tmp_path / "glove.txt"
     source.write_text("the 0.1 0.2\n")
-    done = verify(source)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.splitlines() == [f"error: {source}: is a file, not an embedding store folder; "
+    assert verify_refusal(source) == [f"error: {source}: is a file, not an embedding store folder; "
                                         f"convert it first: python -m external_embeddings convert {source} STORE_DIR"]
     assert source.exists()
 
