@@ -51,11 +51,11 @@ def main(argv=None):
     test_tokens = [tokenizer.tokenize(text) for text in corpus.test_texts]
 
     # ## Prepare the data: every word the store holds, gathered into vectors batch by batch
-    words = [word for doc in tokens + test_tokens for word in doc] if cfg.STORE_VOCABULARY else \
-        tokenizer.build_vocabulary(tokens, cfg.MAX_NUM_WORDS)  # like for like with the baseline
-    word_index = store.lookup(words)
-    print(f"{len(word_index):,} of the corpus's words found in the store of {store.count:,} words.")
-    vectors_from, kind, files = store, "external", {}
+    vocabulary = None if cfg.STORE_VOCABULARY else \
+        list(tokenizer.build_vocabulary(tokens, cfg.MAX_NUM_WORDS))  # like for like with the baseline
+    word_index = store.word_index([word for doc in tokens + test_tokens for word in doc], vocabulary)
+    print(f"{sum(map(bool, word_index.values())):,} of the corpus's words found in the store of {store.count:,} words.")
+    vectors_from, kind, files = store, "external", {} if vocabulary is None else {"vocabulary.json": vocabulary}
 
     # ## Vectorize: ids pre-padded and pre-truncated to MAX_SEQUENCE_LENGTH, then batches
     x = tokenizer.pad([tokenizer.to_ids(t, word_index) for t in tokens], cfg.MAX_SEQUENCE_LENGTH)
@@ -82,7 +82,8 @@ def main(argv=None):
 
     # ## Save what inference needs, with the metrics, and compare with the other script's run
     manifest = {"kind": kind, "store": store.describe(), "labels": corpus.label_names,
-                "sequence_length": cfg.MAX_SEQUENCE_LENGTH, "tokenizer": tokenizer.SETTINGS}
+                "sequence_length": cfg.MAX_SEQUENCE_LENGTH, "tokenizer": tokenizer.SETTINGS,
+                "vocabulary": next(iter(files), "store")}  # the file of the words it knows, or every store word
     metrics = {"val_accuracy": float(history.history["val_accuracy"][-1]), "test_accuracy": test_accuracy,
                "train_seconds": train_seconds, "train_samples_per_second": len(train) * cfg.EPOCHS / train_seconds,
                "peak_rss_bytes": peak_rss_bytes(), "epochs": cfg.EPOCHS, "train_samples": len(train),

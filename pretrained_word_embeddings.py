@@ -84,7 +84,8 @@ def main(argv=None):
 
     # ## Save what inference needs, with the metrics, and compare with the other script's run
     manifest = {"kind": kind, "store": store.describe(), "labels": corpus.label_names,
-                "sequence_length": cfg.MAX_SEQUENCE_LENGTH, "tokenizer": tokenizer.SETTINGS}
+                "sequence_length": cfg.MAX_SEQUENCE_LENGTH, "tokenizer": tokenizer.SETTINGS,
+                "vocabulary": next(iter(files), "store")}  # the file of the words it knows, or every store word
     metrics = {"val_accuracy": float(history.history["val_accuracy"][-1]), "test_accuracy": test_accuracy,
                "train_seconds": train_seconds, "train_samples_per_second": len(train) * cfg.EPOCHS / train_seconds,
                "peak_rss_bytes": peak_rss_bytes(), "epochs": cfg.EPOCHS, "train_samples": len(train),

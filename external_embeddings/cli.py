@@ -1,14 +1,18 @@
 """The command line: ``python -m external_embeddings convert|predict|verify ...``."""
 
 import argparse
+import codecs
 import contextlib
+import itertools
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 from .errors import InputError, reported
+from .tokenizer import check_texts
 
 
 @contextlib.contextmanager
@@ -48,43 +52,77 @@ def _verify(args):
           f"fingerprint {store.fingerprint[:16]} verified.")
 
 
-def _read_texts(args):
+_ESCAPE = re.compile(r"\\([\\n])")
+
+
+def unescape(line):
+    """A line of a --file as its text: ``\\n`` is a newline and ``\\\\`` a backslash; other backslashes stay."""
+    return _ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else "\\", line)
+
+
+def _file_lines(path):
+    """Yield (line number, text) of a --file: split on "\\n" alone, as "one text per line" says.
+
+    ``str.splitlines`` would also split on form feeds and other separators that real posts hold,
+    so the file is read as bytes. A UTF-8 BOM and a CRLF line end are not part of the text.
+    """
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                yield number, unescape(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise InputError(path, "is not UTF-8", "re-save it as UTF-8", number) from None
+
+
+def _texts(args):
+    """(count, iterable of (label, text)): command-line texts, or a --file's lines, read lazily.
+
+    A file is read twice: once to check every line, so that a bad line is one error before any
+    output, and once while predicting, so that memory stays flat for any size of file.
+    """
     if args.file is None:
         if not args.texts:
             raise InputError("command line", "no texts to predict", "give TEXT arguments or --file FILE")
-        return list(args.texts)
+        check_texts(args.texts, where="command line: text")
+        return len(args.texts), ((None, text) for text in args.texts)
     path = Path(args.file)
+    if not path.exists():
+        raise InputError(path, "does not exist", "give a file with one text per line")
+    if not path.is_file():
+        raise InputError(path, "is not a file", "give a file with one text per line")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError(path, "does not exist", "give a file with one text per line") from None
-    except UnicodeDecodeError as e:
-        line = path.read_bytes().count(b"\n", 0, e.start) + 1
-        raise InputError(path, "is not UTF-8", "re-save it as UTF-8", line) from None
-    texts = [line.replace("\\n", "\n") for line in lines if line.strip()]
-    if not texts:
+        count = sum(1 for _ in _file_lines(path))
+    except OSError as e:
+        raise InputError(path, f"cannot be read ({e.strerror or e})", "check that the file is readable") from None
+    if not count:
         raise InputError(path, "holds no texts", "write one text per line")
-    return texts
+    return count, _file_lines(path)
 
 
 def _predict(args):
     from .store import EmbeddingStore
 
-    texts = _read_texts(args)
+    _, texts = _texts(args)
     store = EmbeddingStore.open(args.store, verify=True)
     with _native_logs_hidden():
         from .predictor import Predictor
 
         predictor = Predictor(store, args.models)
-    for text, result in zip(texts, predictor.predict(texts)):
+    lines, texts = itertools.tee(texts)
+    for (line, text), result in zip(lines, predictor.stream(text for _, text in texts)):
         if args.json:
-            print(json.dumps({"text": text, "models": {name: {"label": r["label"], "probability": r["probability"]}
-                                                       for name, r in result.items()}}))
+            answer = {"text": text, "models": {name: {key: r[key] for key in ("label", "probability", "known_words")}
+                                               for name, r in result.items()}}
+            print(json.dumps(answer if line is None else {"line": line, **answer}))
         else:
             shown = text.replace("\n", " ")
-            print(shown[:60] + ("..." if len(shown) > 60 else ""))
+            print((f"{line}: " if line is not None else "") + shown[:60] + ("..." if len(shown) > 60 else ""))
             for name, r in result.items():
-                print(f"  {name}: {r['label']} ({r['probability']:.3f})")
+                note = " (no known word: the answer for an empty text)" if not r["known_words"] else ""
+                print(f"  {name}: {r['label']} ({r['probability']:.3f}), {r['known_words']:,} known words{note}")
 
 
 def main(argv=None):
@@ -104,12 +142,19 @@ def main(argv=None):
     predict.add_argument("--store", required=True)
     predict.add_argument("--models", required=True, help="a folder; every model.keras below it is served")
     predict.add_argument("--json", action="store_true", help="one JSON object per text")
-    predict.add_argument("--file", help="one text per line; a literal \\n in a line stands for a newline")
+    predict.add_argument("--file", help="one text per line (a blank line is an empty text); in a line, \\n "
+                         "stands for a newline and \\\\ for a backslash")
     predict.add_argument("texts", nargs="*", metavar="TEXT")
     predict.set_defaults(run=_predict)
     args = parser.parse_args(argv)
-    with reported():
-        args.run(args)
+    try:
+        with reported():
+            args.run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped reading (``predict ... | head -1``): that is not an error. Python's
+        # docs advise pointing stdout at /dev/null so the final flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

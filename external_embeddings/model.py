@@ -5,6 +5,7 @@ Keras is imported inside the functions, so that importing the file names and rea
 """
 
 import json
+import zipfile
 from pathlib import Path
 
 from .errors import InputError
@@ -47,8 +48,11 @@ def load_model(model_dir):
     path = Path(model_dir) / MODEL_FILE
     if not path.is_file():
         raise InputError(path, "is missing", "give a folder written by one of the two scripts")
+    # Keras reports a damaged file as "File not found"; a .keras file is a zip archive, so say so.
+    if not zipfile.is_zipfile(path):
+        raise InputError(path, "is damaged (not a .keras zip archive)", "re-run the script that wrote it")
     try:
-        return keras.saving.load_model(path)
+        return keras.saving.load_model(path, safe_mode=True)  # never run code from a model file
     except Exception as e:  # Keras raises many types for a damaged file; the user needs one message
         raise InputError(path, f"cannot be loaded ({type(e).__name__}: {str(e)[:200]})",
                          "re-run the script that wrote it") from None

@@ -39,29 +39,54 @@ def save_run(out_dir, model, manifest, files, metrics):
     return metrics
 
 
+def _figure(value, show):
+    """``show(value)`` for a number; "-" for a figure that is missing or not a number (an older run)."""
+    return show(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+
+
 def _rows(metrics):
     mb = lambda n: f"{n / 1e6:,.2f} MB"  # noqa: E731
-    accuracy = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    accuracy = lambda v: f"{v:.4f}"  # noqa: E731
     rows = {
-        "validation accuracy": accuracy(metrics["val_accuracy"]),
-        "test accuracy": accuracy(metrics["test_accuracy"]),
-        "training time": f"{metrics['train_seconds']:,.1f} s",
-        "training samples/s": f"{metrics['train_samples_per_second']:,.0f}",
-        "peak memory (RSS)": mb(metrics["peak_rss_bytes"]),
+        "validation accuracy": _figure(metrics.get("val_accuracy"), accuracy),
+        "test accuracy": "n/a" if metrics.get("test_accuracy", 0) is None else
+        _figure(metrics.get("test_accuracy"), accuracy),
+        "training time": _figure(metrics.get("train_seconds"), lambda v: f"{v:,.1f} s"),
+        "training samples/s": _figure(metrics.get("train_samples_per_second"), lambda v: f"{v:,.0f}"),
+        "peak memory (RSS)": _figure(metrics.get("peak_rss_bytes"), mb),
     }
-    rows["saved in all"] = mb(sum(metrics["artifacts"].values()))
-    rows.update({f"  {name}": mb(size) for name, size in metrics["artifacts"].items()})
+    artifacts = metrics.get("artifacts")
+    if isinstance(artifacts, dict):
+        rows["saved in all"] = _figure(sum(v for v in artifacts.values() if isinstance(v, (int, float))), mb)
+        rows.update({f"  {name}": _figure(size, mb) for name, size in artifacts.items()})
     return rows
 
 
+def _other_run(path):
+    """The other script's metrics, or None (with a note) when its metrics.json cannot be read."""
+    try:
+        metrics = json.loads(path.read_text())
+        if isinstance(metrics, dict):
+            return metrics
+        problem = "is not a JSON object"
+    except (OSError, ValueError) as e:
+        problem = f"cannot be read ({e})"
+    print(f"Not shown beside this run: {path} {problem}.")
+    return None
+
+
 def report(out_dir, metrics):
-    """Print this run's metrics; with the other script's metrics.json present, a side-by-side table."""
+    """Print this run's metrics; with the other script's metrics.json present, a side-by-side table.
+
+    This run is saved before the report, and a damaged or older metrics.json of the other run
+    is left out of the table with a note: it must never cost this run's results.
+    """
     out_dir = Path(out_dir)
     runs = {out_dir.name: metrics}
     for script in SCRIPTS:
         other = out_dir.parent / script / METRICS_FILE
-        if script != out_dir.name and other.is_file():
-            runs[script] = json.loads(other.read_text())
+        if script != out_dir.name and other.is_file() and (other_metrics := _other_run(other)) is not None:
+            runs[script] = other_metrics
     tables = {name: _rows(m) for name, m in runs.items()}
     keys = list(dict.fromkeys(k for rows in tables.values() for k in rows))
     names = [s for s in SCRIPTS if s in tables] or list(tables)

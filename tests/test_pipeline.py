@@ -27,7 +27,7 @@ def test_pad_matches_keras_pad_sequences(length):
 def test_vocabulary_keeps_most_frequent_words_ties_in_first_seen_order():
     index = tokenizer.build_vocabulary([["b", "a", "c"], ["c", "a", "d"]], max_num_words=4)
     assert index == {"a": 1, "c": 2, "b": 3}
-    assert tokenizer.to_ids(["a", "zzz", "b"], index).tolist() == [1, 0, 3]  # unknown keeps its place as 0
+    assert tokenizer.to_ids(["a", "zzz", "b"], index).tolist() == [1, 3]  # a word outside is dropped, as in Keras 2
 
 
 def test_external_batch_equals_the_baseline_embedding_output(store, tmp_path):
@@ -44,16 +44,17 @@ def test_external_batch_equals_the_baseline_embedding_output(store, tmp_path):
     embedding.set_weights([matrix])
     ids = tokenizer.pad([tokenizer.to_ids(t, word_index) for t in tokens], length)
     baseline_inputs = keras.ops.convert_to_numpy(embedding(ids))
-    # The external way: the store maps tokens straight to vectors.
-    external_inputs = store.batch(tokens, length)
+    # The external way, with the baseline's vocabulary: the store maps tokens straight to vectors.
+    external_inputs = store.batch(tokens, length, vocabulary=word_index)
     np.testing.assert_array_equal(external_inputs, baseline_inputs)
-    # Padding and unknown words are zero vectors in both.
+    # Padding, and vocabulary words without a vector, are zero vectors in both.
     assert (ids == 0).any() and not external_inputs[ids == 0].any()
-    unknown = [(d, i) for d, t in enumerate(tokens) for i, w in enumerate(t[-length:]) if w == "zorblax"]
-    assert unknown
-    for doc, i in unknown:
-        position = length - len(tokens[doc][-length:]) + i
-        assert not external_inputs[doc, position].any()
+    assert "zorblax" in word_index and "zorblax" not in found
+    # With the store's vocabulary, a word without a vector is dropped: the text closes up.
+    doc = next(d for d, t in enumerate(tokens) if "zorblax" in t and len(t) < length)
+    kept = [w for w in tokens[doc] if w in found]
+    np.testing.assert_array_equal(store.batch([tokens[doc]], length)[0, -len(kept):], store.gather(store.ids(kept)))
+    assert not store.batch([tokens[doc]], length)[0, :-len(kept)].any()
 
 
 def test_batch_pads_and_truncates_at_the_front(store):

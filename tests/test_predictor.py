@@ -43,13 +43,14 @@ def test_predictor_runs_every_model_on_one_mapping(served, monkeypatch):
     names = ["a/pretrained_external_word_embeddings", "b/pretrained_external_word_embeddings"]
     assert sorted(predictor.models) == names
     calls = []
-    batch = store.batch
-    monkeypatch.setattr(store, "batch", lambda *a: calls.append(a) or batch(*a))
+    gather = store.gather
+    monkeypatch.setattr(store, "gather", lambda ids: calls.append(ids.shape) or gather(ids))
     results = predictor.predict(TEXTS)
-    assert len(calls) == 1 and calls[0][1] == 170  # one mapping, at the longest length
+    assert calls == [(len(TEXTS), 170)]  # one mapping, at the longest length
+    monkeypatch.undo()
     tokens = [tokenizer.tokenize(t) for t in TEXTS]
     for name, length in zip(names, (150, 170)):
-        model, manifest = predictor.models[name]
+        model, manifest, _ = predictor.models[name]
         direct = keras.ops.convert_to_numpy(model(store.batch(tokens, length)))
         for i, result in enumerate(results):
             r = result[name]
@@ -60,11 +61,12 @@ def test_predictor_runs_every_model_on_one_mapping(served, monkeypatch):
 
 def test_predict_command_prints_json_per_text_from_a_file(served, tmp_path):
     work, store = served
-    (tmp_path / "texts.txt").write_text("\n".join(t.replace("\n", "\\n") for t in TEXTS) + "\n\n")
+    (tmp_path / "texts.txt").write_text("\n".join(t.replace("\n", "\\n") for t in TEXTS) + "\n")
     done = run_cli("--store", store.path, "--models", work / "models", "--json", "--file", tmp_path / "texts.txt")
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [line["text"] for line in lines] == TEXTS  # the literal \n became a newline again
+    assert [line["line"] for line in lines] == [1, 2, 3]
     for line in lines:
         assert set(line["models"]) == {"a/pretrained_external_word_embeddings", "b/pretrained_external_word_embeddings"}
         for answer in line["models"].values():
