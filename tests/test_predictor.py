@@ -1,6 +1,7 @@
 """K external models served from one store and one mapping, in Python and from the command line."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pretrained_external_word_embeddings as external
 import pretrained_word_embeddings as baseline
 from conftest import ROOT, vector_rows, write_vectors
 from external_embeddings import tokenizer
+from external_embeddings.errors import InputError
 from external_embeddings.predictor import Predictor
 from external_embeddings.store import EmbeddingStore
 
@@ -28,6 +30,9 @@ def served(tmp_path_factory, vectors_file, corpus_dir):
     external.main(common + [f"--OUTPUT_DIR={work / 'models' / 'a'}", "--MAX_SEQUENCE_LENGTH=150", "--SEED=1"])
     external.main(common + [f"--OUTPUT_DIR={work / 'models' / 'b'}", "--MAX_SEQUENCE_LENGTH=170", "--SEED=2"])
     baseline.main(common + [f"--OUTPUT_DIR={work / 'baseline'}", "--MAX_SEQUENCE_LENGTH=150"])
+    # Like for like with a baseline: only the 9 most frequent corpus words have vectors.
+    external.main(common + [f"--OUTPUT_DIR={work / 'restricted'}", "--MAX_SEQUENCE_LENGTH=150",
+                            "--STORE_VOCABULARY=false", "--MAX_NUM_WORDS=10"])  # the later setting wins
     manifest = json.loads((work / "models/a/pretrained_external_word_embeddings/manifest.json").read_text())
     return work, EmbeddingStore.open(manifest["store"]["path"])
 
@@ -98,3 +103,134 @@ def test_predict_command_refuses_a_model_from_another_store(served, tmp_path):
     message = done.stderr.strip()
     assert len(message.splitlines()) == 1 and message.startswith("error: ")
     assert str(store.path) in message and str(tmp_path / "other") in message and store.fingerprint[:12] in message
+
+
+def test_a_model_with_the_baselines_vocabulary_is_served_with_it(served, tmp_path):
+    """A --STORE_VOCABULARY=false model drops the store words it never knew, as in training."""
+    work, store = served
+    run = work / "restricted" / "pretrained_external_word_embeddings"
+    manifest = json.loads((run / "manifest.json").read_text())
+    vocabulary = json.loads((run / manifest["vocabulary"]).read_text())
+    assert manifest["vocabulary"] == "vocabulary.json" and len(vocabulary) == 9
+    outside = [word for word, _ in vector_rows() if word not in vocabulary]
+    text = " ".join(outside[:6] + [word for word in vocabulary if store.ids([word])[0]][:3])
+    # Both kinds in one predictor: one mapping per vocabulary.
+    shutil.copytree(work / "models" / "a", tmp_path / "mixed" / "a")
+    shutil.copytree(work / "restricted", tmp_path / "mixed" / "restricted")
+    predictor = Predictor(store, tmp_path / "mixed")
+    result = predictor.predict([text])[0]
+    tokens = [tokenizer.tokenize(text)]
+    for name, vocab, known in (("restricted/pretrained_external_word_embeddings", vocabulary, 3),
+                               ("a/pretrained_external_word_embeddings", None, 9)):
+        model = predictor.models[name][0]
+        expected = keras.ops.convert_to_numpy(model(store.batch(tokens, 150, vocabulary=vocab)))[0]
+        assert result[name]["probabilities"] == pytest.approx(dict(zip(manifest["labels"], expected)), abs=1e-5)
+        assert result[name]["known_words"] == known
+    whole_store = keras.ops.convert_to_numpy(predictor.models["restricted/pretrained_external_word_embeddings"][0](
+        store.batch(tokens, 150)))[0]
+    assert not np.allclose(list(result["restricted/pretrained_external_word_embeddings"]["probabilities"].values()),
+                           whole_store, atol=1e-4)  # the store's mapping would have fed it other inputs
+
+
+def test_hidden_folders_left_by_saves_are_not_served(served, tmp_path, monkeypatch):
+    work, store = served
+    shutil.copytree(work / "models", tmp_path / "models")
+    run = tmp_path / "models" / "a" / "pretrained_external_word_embeddings"
+    shutil.copytree(run, run.parent / ".pretrained_external_word_embeddings.old-123")
+    (run.parent / ".pretrained_external_word_embeddings.partial-x").mkdir()
+    (run.parent / ".pretrained_external_word_embeddings.partial-x" / "model.keras").write_bytes(b"half")
+    assert sorted(Predictor(store, tmp_path / "models").models) == [
+        "a/pretrained_external_word_embeddings", "b/pretrained_external_word_embeddings"]
+    monkeypatch.chdir(run)
+    assert list(Predictor(store, ".").models) == ["pretrained_external_word_embeddings"]  # not ""
+
+
+def test_known_words_tell_an_answer_built_on_nothing(served):
+    """The example's CNN never sees the last position: one word gets the empty text's answer."""
+    work, store = served
+    predictor = Predictor(store, work / "models" / "a")
+    empty, unknown, one, two = (r["pretrained_external_word_embeddings"] for r in predictor.predict(
+        ["", "zorblax quuxify!", "orbit", "orbit rocket"]))
+    assert [r["known_words"] for r in (empty, unknown, one, two)] == [0, 0, 1, 2]
+    assert unknown["probabilities"] == empty["probabilities"] == one["probabilities"]
+    assert two["probabilities"] != one["probabilities"]
+    done = run_cli("--store", store.path, "--models", work / "models" / "a", "zorblax", "orbit rocket")
+    assert done.returncode == 0, done.stderr
+    assert "0 known words (no known word: the answer for an empty text)" in done.stdout
+    assert "2 known words" in done.stdout
+
+
+def test_predictor_streams_texts_batch_by_batch(served, monkeypatch):
+    from external_embeddings import predictor as predictor_module
+
+    work, store = served
+    monkeypatch.setattr(predictor_module, "BATCH_TEXTS", 4)
+    predictor = Predictor(store, work / "models" / "a")
+    consumed = []
+
+    def texts():
+        for i in range(40):
+            consumed.append(i)
+            yield f"orbit {i}"
+
+    results = predictor.stream(texts())
+    next(results)
+    assert len(consumed) == 4  # one batch read, not the whole input
+    assert len(list(results)) == 39 and len(consumed) == 40
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.pop("sequence_length"), "has no valid sequence_length (got None)"),
+    (lambda m: m.update(sequence_length=170), "takes inputs of shape (150, 8), but its manifest says sequence_length 170"),
+    (lambda m: m.update(labels=m["labels"][:2]), "has 3 outputs but its manifest names 2 labels"),
+    (lambda m: m.update(vocabulary="../../etc/passwd"), "names no vocabulary"),
+    (lambda m: m.pop("vocabulary"), "names no vocabulary (got None): it was saved by an older version"),
+])
+def test_a_manifest_that_disagrees_with_its_model_is_refused(served, tmp_path, change, message):
+    work, store = served
+    shutil.copytree(work / "models" / "a", tmp_path / "a")
+    path = tmp_path / "a" / "pretrained_external_word_embeddings" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(InputError) as raised:
+        Predictor(store, tmp_path / "a")
+    assert str(raised.value).startswith(f"{path}: {message}")
+
+
+def test_a_damaged_model_file_is_named_damaged(served, tmp_path):
+    work, store = served
+    shutil.copytree(work / "models" / "a", tmp_path / "a")
+    (tmp_path / "a" / "pretrained_external_word_embeddings" / "model.keras").write_bytes(b"PK not really")
+    done = run_cli("--store", store.path, "--models", tmp_path / "a", "orbit")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "model.keras: is damaged (not a .keras zip archive)" in done.stderr and "not found" not in done.stderr
+
+
+def test_predict_command_errors_are_one_line(served, tmp_path):
+    work, store = served
+    folder = run_cli("--store", store.path, "--models", work / "models", "--file", tmp_path)
+    surrogate = subprocess.run([sys.executable.encode(), b"-m", b"external_embeddings", b"predict", b"--store",
+                                bytes(store.path), b"--models", bytes(work / "models"), b"ok", b"caf\xe9"],
+                               capture_output=True, text=True, cwd=ROOT)
+    mistyped = run_cli("--store", str(store.path) + "x", "--models", work / "models", "orbit")
+    for done, message in ((folder, f"error: {tmp_path}: is not a file"),
+                          (surrogate, "error: command line: text 2: is not valid UTF-8"),
+                          (mistyped, f"error: {store.path}x: does not exist; check the path")):
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith(message)
+    assert "remove" not in mistyped.stderr
+
+
+def test_predict_command_stops_quietly_when_the_reader_stops(served, tmp_path):
+    work, store = served
+    (tmp_path / "many.txt").write_text("the rocket reached orbit\n" * 3000)
+    reader = subprocess.Popen([sys.executable, "-m", "external_embeddings", "predict", "--store", str(store.path),
+                               "--models", str(work / "models"), "--json", "--file", str(tmp_path / "many.txt")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    first = reader.stdout.readline()
+    reader.stdout.close()  # as `| head -1` does
+    stderr = reader.stderr.read().decode()
+    reader.wait(timeout=120)
+    assert json.loads(first)["line"] == 1
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

@@ -80,6 +80,17 @@ def test_convert_refuses_to_overwrite_a_store(tmp_path, vectors_file):
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
 
 
+@pytest.mark.parametrize("target, message", [
+    ("a_file", "a_file: is a file, not a folder; give a new folder for the store"),
+    ("a_file/sub", "a_file/sub: cannot be created: {tmp}/a_file is a file; give a folder path for the store"),
+])
+def test_convert_into_a_file_is_one_error(tmp_path, vectors_file, target, message):
+    (tmp_path / "a_file").write_text("not a folder")
+    done = convert(vectors_file, tmp_path / target)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == f"error: {tmp_path}/{message.format(tmp=tmp_path)}"
+
+
 def test_gather_refuses_to_build_more_than_the_budget(tmp_path, vectors_file):
     assert convert(vectors_file, tmp_path / "store").returncode == 0
     small = EmbeddingStore.open(tmp_path / "store", max_bytes=1000)
