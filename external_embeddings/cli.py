@@ -78,7 +78,7 @@ def _file_lines(path):
 
 
 def _texts(args):
-    """(count, iterable of (label, text)): command-line texts, or a --file's lines, read lazily.
+    """(line number or None, text) pairs: the command-line texts, or a --file's lines, read lazily.
 
     A file is read twice: once to check every line, so that a bad line is one error before any
     output, and once while predicting, so that memory stays flat for any size of file.
@@ -87,25 +87,24 @@ def _texts(args):
         if not args.texts:
             raise InputError("command line", "no texts to predict", "give TEXT arguments or --file FILE")
         check_texts(args.texts, where="command line: text")
-        return len(args.texts), ((None, text) for text in args.texts)
+        return ((None, text) for text in args.texts)
     path = Path(args.file)
     if not path.exists():
         raise InputError(path, "does not exist", "give a file with one text per line")
     if not path.is_file():
         raise InputError(path, "is not a file", "give a file with one text per line")
     try:
-        count = sum(1 for _ in _file_lines(path))
+        if not sum(1 for _ in _file_lines(path)):  # reads every line, to check each one
+            raise InputError(path, "holds no texts", "write one text per line")
     except OSError as e:
         raise InputError(path, f"cannot be read ({e.strerror or e})", "check that the file is readable") from None
-    if not count:
-        raise InputError(path, "holds no texts", "write one text per line")
-    return count, _file_lines(path)
+    return _file_lines(path)
 
 
 def _predict(args):
     from .store import EmbeddingStore
 
-    _, texts = _texts(args)
+    texts = _texts(args)
     store = EmbeddingStore.open(args.store, verify=True)
     with _native_logs_hidden():
         from .predictor import Predictor
