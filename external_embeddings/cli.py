@@ -50,7 +50,7 @@ def _convert(args):
 def _verify(args):
     from .store import EmbeddingStore
 
-    store = EmbeddingStore.open(args.store, verify=True)
+    store = EmbeddingStore.open(args.store, verify="full")  # every byte, whatever an earlier open checked
     print(f"{store.path}: {store.count:,} words, dim {store.dim}, {store.manifest['dtype']}, "
           f"fingerprint {store.fingerprint[:16]} verified.")
 

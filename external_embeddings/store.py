@@ -12,6 +12,7 @@ Layout of a store directory::
 
 Opening maps these files (``np.load(mmap_mode="r")``) and reads only store.json, so it takes
 the same time for 400,000 words as for 40; the OS shares the mapped pages between processes.
+Checking the contents reads every byte, so it is done once per file identity (verified.py).
 A Python dict of the vocabulary would take ~140 ms to build for GloVe 6B and a copy per
 process, so the word index is a sorted hash array searched with ``np.searchsorted``, and each
 hit is confirmed against the word's bytes in vocab.txt. This module never imports TensorFlow.
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import verified
 from .atomic import atomic_dir
 from .errors import InputError, MemoryBudgetError
 
@@ -161,14 +163,22 @@ class EmbeddingStore:
     fingerprint = property(lambda self: self.manifest["fingerprint"])
 
     @classmethod
-    def open(cls, path, verify=False, max_bytes=DEFAULT_MAX_BYTES):
-        """Map a store; with ``verify``, also recompute its fingerprint (reads every byte)."""
+    def open(cls, path, verify=False, max_bytes=DEFAULT_MAX_BYTES, verified_dir=None):
+        """Map a store and check its shapes (constant time); ``verify`` also checks its contents.
+
+        ``verify=True`` recomputes the fingerprint and the word index once per file identity and
+        trusts that check while no file changed (``verified_dir`` holds the records, see
+        verified.py); ``verify="full"`` always reads every byte.
+        """
+        if verify not in (False, True, "full"):
+            raise ValueError(f"verify must be False, True or 'full', not {verify!r}")
         path = Path(path).expanduser()
         if path.is_file():  # most likely the vectors file itself: "remove it" would be the wrong advice
             raise InputError(path, "is a file, not an embedding store folder",
                              f"convert it first: python -m external_embeddings convert {path} STORE_DIR")
         if not (path / MANIFEST).is_file():
             raise InputError(path, "is not an embedding store (no store.json)", _rerun(path))
+        files = verified.identities(path)  # before reading anything, so a change during open shows
         try:
             manifest = json.loads((path / MANIFEST).read_text())
             count, dim, dtype = manifest["count"], manifest["dim"], manifest["dtype"]
@@ -208,12 +218,32 @@ class EmbeddingStore:
             raise InputError(path / "vocab.txt", f"holds {len(vocab):,} bytes, expected {arrays[1][-1]:,}", _rerun(path))
         store = cls(path, manifest, arrays, vocab, max_bytes)
         if verify:
+            unchanged = verified.identities(path) == files
+            if verify is True and unchanged and verified.was_verified(verified_dir, path, store.fingerprint, files):
+                return store._random_access()
             vocab_bytes = vocab[:]
-            if _fingerprint(vocab_bytes, store.vectors, store.scales) != store.fingerprint:
+            if _fingerprint(vocab_bytes, store.vectors, store.scales) != store.fingerprint:  # reads every byte
                 raise InputError(path, "files do not match the fingerprint in store.json (changed or corrupt)",
                                  _rerun(path))
             _check_index(path, vocab_bytes, *arrays[1:4])
-        return store
+            if unchanged and verified.identities(path) == files:
+                verified.remember(verified_dir, path, store.fingerprint, files)
+        return store._random_access()
+
+    def _random_access(self):
+        """Tell the kernel that rows are read at random (``MADV_RANDOM``), after any hashing.
+
+        Without it, a row missing from the page cache reads ahead its neighbours, and recent
+        kernels cache (and map) them as one large folio: a few lookups would make megabytes resident.
+        """
+        for array in (self.vectors, self.scales):
+            raw = getattr(array, "_mmap", None)  # np.memmap's mapping; absent for an empty array
+            if raw is not None and hasattr(mmap, "MADV_RANDOM"):
+                try:
+                    raw.madvise(mmap.MADV_RANDOM)
+                except OSError:
+                    pass  # only advice
+        return self
 
     def word(self, row):
         """The word of store row ``row`` (0-based)."""
@@ -286,9 +316,9 @@ class EmbeddingStore:
         found = self.lookup(t for tokens in token_lists for t in tokens)
         return self.gather(pad([to_ids(tokens, found) for tokens in token_lists], seq_len))
 
-    def verify(self):
-        """Recompute the fingerprint; raise if the files no longer match store.json."""
-        EmbeddingStore.open(self.path, verify=True)
+    def verify(self, verified_dir=None):
+        """Recompute the fingerprint and the index; raise if the files no longer match store.json."""
+        EmbeddingStore.open(self.path, verify="full", verified_dir=verified_dir)
 
     def describe(self):
         """What a model manifest records about the store it was trained with."""
