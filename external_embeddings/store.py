@@ -2,7 +2,8 @@
 
 Layout of a store directory::
 
-    vectors.npy        (count, dim) float32 or float16, row i = word i of the source file
+    vectors.npy        (count, dim) float32, float16 or int8, row i = word i of the source file
+    scales.npy         int8 stores only: (count,) float32, row i's vector = codes * scales[i]
     vocab.txt          the words in file order, UTF-8, one per line
     vocab_offsets.npy  (count + 1,) int64 byte offsets of each word in vocab.txt
     index_hashes.npy   (count,) uint64 word hashes, sorted
@@ -11,6 +12,7 @@ Layout of a store directory::
 
 Opening maps these files (``np.load(mmap_mode="r")``) and reads only store.json, so it takes
 the same time for 400,000 words as for 40; the OS shares the mapped pages between processes.
+Checking the contents reads every byte, so it is done once per file identity (verified.py).
 A Python dict of the vocabulary would take ~140 ms to build for GloVe 6B and a copy per
 process, so the word index is a sorted hash array searched with ``np.searchsorted``, and each
 hit is confirmed against the word's bytes in vocab.txt. This module never imports TensorFlow.
@@ -23,12 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
+from . import verified
 from .atomic import atomic_dir
 from .errors import InputError, MemoryBudgetError
 
 MANIFEST = "store.json"
 FORMAT = 1
+# int8 stores are format 2, so that code which predates scales.npy refuses them instead of
+# gathering raw codes; float stores stay format 1 and keep their fingerprints.
+FORMATS = {"float32": 1, "float16": 1, "int8": 2}
 _ARRAYS = ("vectors.npy", "vocab_offsets.npy", "index_hashes.npy", "index_rows.npy")
+_CHUNK = 65536  # rows per slice when hashing or quantizing, so a big matrix is never copied whole
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
 
@@ -38,12 +45,33 @@ def word_hashes(encoded_words):
     return np.frombuffer(digests, dtype="<u8")
 
 
-def _fingerprint(vocab_bytes, vectors):
-    digest = hashlib.sha256(f"{FORMAT} {vectors.shape} {vectors.dtype.str}\n".encode())
+def _fingerprint(vocab_bytes, vectors, scales=None):
+    """SHA-256 of the words, the matrix and (int8) the scales: what a model was trained with."""
+    form = FORMAT if scales is None else FORMATS["int8"]
+    digest = hashlib.sha256(f"{form} {vectors.shape} {vectors.dtype.str}\n".encode())
     digest.update(vocab_bytes)
-    for start in range(0, len(vectors), 65536):  # in slices, so a mapped matrix is not copied whole
-        digest.update(np.ascontiguousarray(vectors[start:start + 65536]).data)
+    for start in range(0, len(vectors), _CHUNK):  # in slices, so a mapped matrix is not copied whole
+        digest.update(np.ascontiguousarray(vectors[start:start + _CHUNK]).data)
+    if scales is not None:
+        digest.update(np.ascontiguousarray(scales, dtype="<f4").data)
     return digest.hexdigest()
+
+
+def quantize_int8(matrix):
+    """Per-row symmetric int8: ``codes * scale`` is within ``scale / 2`` of each value.
+
+    ``scale = max|row| / 127``, so every row uses the full code range however its norm compares
+    with the others'; a zero row gets scale 0 and stays exactly zero.
+    """
+    codes = np.empty(np.shape(matrix), dtype=np.int8)
+    scales = np.empty(len(matrix), dtype=np.float32)
+    for start in range(0, len(matrix), _CHUNK):
+        rows = np.asarray(matrix[start:start + _CHUNK], dtype=np.float32)
+        scale = np.abs(rows).max(axis=1, initial=0) / np.float32(127)
+        safe = np.where(scale > 0, scale, np.float32(1))
+        codes[start:start + _CHUNK] = np.clip(np.rint(rows / safe[:, None]), -127, 127)
+        scales[start:start + _CHUNK] = scale
+    return codes, scales
 
 
 def _size(n):
@@ -61,14 +89,18 @@ def write_store(words, matrix, target, source, dtype="float32"):
     so an interrupted conversion never leaves a directory that looks like a store.
     """
     target = Path(target)
-    if dtype not in ("float32", "float16"):
-        raise InputError(target, f"unknown dtype {dtype!r}", "use float32 or float16")
+    if dtype not in FORMATS:
+        raise InputError(target, f"unknown dtype {dtype!r}", "use float32, float16 or int8")
     if np.ndim(matrix) != 2 or len(matrix) != len(words) or not np.shape(matrix)[1]:
         raise InputError(source.get("file", target), f"holds {len(words):,} words but a {np.shape(matrix)} matrix",
                          "give one vector of at least one value per word")
     if dtype == "float16" and np.abs(matrix).max(initial=0) > np.finfo(np.float16).max:
         raise InputError(source.get("file", target), "values too large for float16", "use --dtype float32")
-    vectors = np.ascontiguousarray(matrix, dtype=dtype)
+    scales = None
+    if dtype == "int8":
+        vectors, scales = quantize_int8(matrix)
+    else:
+        vectors = np.ascontiguousarray(matrix, dtype=dtype)
     encoded = [w.encode("utf-8") for w in words]
     vocab_bytes = b"".join(w + b"\n" for w in encoded)
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
@@ -76,8 +108,8 @@ def write_store(words, matrix, target, source, dtype="float32"):
     hashes = word_hashes(encoded)
     order = np.argsort(hashes, kind="stable")
     manifest = {
-        "format": FORMAT, "dim": int(vectors.shape[1]), "count": int(vectors.shape[0]), "dtype": dtype,
-        "source": source, "fingerprint": _fingerprint(vocab_bytes, vectors),
+        "format": FORMATS[dtype], "dim": int(vectors.shape[1]), "count": int(vectors.shape[0]), "dtype": dtype,
+        "source": source, "fingerprint": _fingerprint(vocab_bytes, vectors, scales),
     }
     # Another process may have made ``target`` while this one converted: when it holds the same
     # vectors (its fingerprint says so) it is used; otherwise the error says what happened.
@@ -87,6 +119,8 @@ def write_store(words, matrix, target, source, dtype="float32"):
     try:
         with atomic_dir(target) as tmp:
             np.save(tmp / "vectors.npy", vectors)
+            if scales is not None:
+                np.save(tmp / "scales.npy", scales)
             (tmp / "vocab.txt").write_bytes(vocab_bytes)
             np.save(tmp / "vocab_offsets.npy", offsets)
             np.save(tmp / "index_hashes.npy", hashes[order])
@@ -153,7 +187,8 @@ class EmbeddingStore:
 
     def __init__(self, path, manifest, arrays, vocab, max_bytes):
         self.path, self.manifest, self.max_bytes = Path(path), manifest, max_bytes
-        self.vectors, self._offsets, self._hashes, self._rows = arrays
+        self.vectors, self._offsets, self._hashes, self._rows = arrays[:4]
+        self.scales = arrays[4] if len(arrays) > 4 else None  # int8 stores: row i = codes * scales[i]
         self._vocab = vocab
 
     dim = property(lambda self: self.manifest["dim"])
@@ -161,8 +196,15 @@ class EmbeddingStore:
     fingerprint = property(lambda self: self.manifest["fingerprint"])
 
     @classmethod
-    def open(cls, path, verify=False, max_bytes=DEFAULT_MAX_BYTES):
-        """Map a store; with ``verify``, also recompute its fingerprint (reads every byte)."""
+    def open(cls, path, verify=False, max_bytes=DEFAULT_MAX_BYTES, verified_dir=None):
+        """Map a store and check its shapes (constant time); ``verify`` also checks its contents.
+
+        ``verify=True`` recomputes the fingerprint and the word index once per file identity and
+        trusts that check while no file changed (``verified_dir`` holds the records, see
+        verified.py); ``verify="full"`` always reads every byte.
+        """
+        if verify not in (False, True, "full"):
+            raise ValueError(f"verify must be False, True or 'full', not {verify!r}")
         path = Path(path).expanduser()
         if not path.exists():
             raise InputError(path, "does not exist",
@@ -172,20 +214,26 @@ class EmbeddingStore:
                              f"convert it first: python -m external_embeddings convert {path} STORE_DIR")
         if not (path / MANIFEST).is_file():
             raise InputError(path, "is not an embedding store (no store.json)", _rerun(path))
+        files = verified.identities(path)  # before reading anything, so a change during open shows
         try:
             manifest = json.loads((path / MANIFEST).read_text())
-            count, dim, dtype = manifest["count"], manifest["dim"], np.dtype(manifest["dtype"])
+            count, dim, dtype = manifest["count"], manifest["dim"], manifest["dtype"]
             # Checked here because a count of "34" or -1 would only fail deep inside numpy later.
             if not all(type(n) is int and n >= 0 for n in (count, dim)) or not isinstance(manifest["fingerprint"], str):
                 raise ValueError("count and dim must be whole numbers, fingerprint a string")
+            if dtype not in FORMATS:
+                raise ValueError(f"unknown dtype {dtype!r}")
         except (ValueError, KeyError, TypeError) as e:
             raise InputError(path / MANIFEST, f"is corrupt ({e})", _rerun(path)) from None
-        if manifest.get("format") != FORMAT:
-            raise InputError(path / MANIFEST, f"has format {manifest.get('format')}, expected {FORMAT}", _rerun(path))
-        expected = {"vectors.npy": ((count, dim), dtype), "vocab_offsets.npy": ((count + 1,), np.int64),
+        if manifest.get("format") != FORMATS[dtype]:
+            raise InputError(path / MANIFEST, f"has format {manifest.get('format')}, expected {FORMATS[dtype]} "
+                             f"for a {dtype} store", _rerun(path))
+        expected = {"vectors.npy": ((count, dim), np.dtype(dtype)), "vocab_offsets.npy": ((count + 1,), np.int64),
                     "index_hashes.npy": ((count,), np.dtype("<u8")), "index_rows.npy": ((count,), np.int64)}
+        if dtype == "int8":
+            expected["scales.npy"] = ((count,), np.dtype("<f4"))
         arrays = []
-        for name in _ARRAYS:
+        for name in expected:
             try:
                 array = np.load(path / name, mmap_mode="r")
             except FileNotFoundError:
@@ -206,12 +254,32 @@ class EmbeddingStore:
             raise InputError(path / "vocab.txt", f"holds {len(vocab):,} bytes, expected {arrays[1][-1]:,}", _rerun(path))
         store = cls(path, manifest, arrays, vocab, max_bytes)
         if verify:
+            unchanged = verified.identities(path) == files
+            if verify is True and unchanged and verified.was_verified(verified_dir, path, store.fingerprint, files):
+                return store._random_access()
             vocab_bytes = vocab[:]
-            if _fingerprint(vocab_bytes, store.vectors) != store.fingerprint:
+            if _fingerprint(vocab_bytes, store.vectors, store.scales) != store.fingerprint:  # reads every byte
                 raise InputError(path, "files do not match the fingerprint in store.json (changed or corrupt)",
                                  _rerun(path))
-            _check_index(path, vocab_bytes, *arrays[1:])
-        return store
+            _check_index(path, vocab_bytes, *arrays[1:4])
+            if unchanged and verified.identities(path) == files:
+                verified.remember(verified_dir, path, store.fingerprint, files)
+        return store._random_access()
+
+    def _random_access(self):
+        """Tell the kernel that rows are read at random (``MADV_RANDOM``), after any hashing.
+
+        Without it, a row missing from the page cache reads ahead its neighbours, and recent
+        kernels cache (and map) them as one large folio: a few lookups would make megabytes resident.
+        """
+        for array in (self.vectors, self.scales):
+            raw = getattr(array, "_mmap", None)  # np.memmap's mapping; absent for an empty array
+            if raw is not None and hasattr(mmap, "MADV_RANDOM"):
+                try:
+                    raw.madvise(mmap.MADV_RANDOM)
+                except OSError:
+                    pass  # only advice
+        return self
 
     def word(self, row):
         """The word of store row ``row`` (0-based)."""
@@ -278,8 +346,12 @@ class EmbeddingStore:
         if ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() > self.count):
             raise InputError(self.path, f"cannot gather ids outside 0..{self.count} (got {ids.dtype} "
                              f"{ids.min()}..{ids.max()})", "map words to ids with store.ids or store.lookup")
-        out = self.vectors[np.maximum(ids - 1, 0).ravel()].astype(np.float32, copy=False)
-        out[ids.ravel() == 0] = 0.0
+        flat = ids.ravel().astype(np.int64, copy=False)  # uint32 0 - 1 would wrap to 4294967295
+        rows = np.maximum(flat - 1, 0)
+        out = self.vectors[rows].astype(np.float32, copy=False)
+        if self.scales is not None:
+            out *= self.scales[rows][:, None]
+        out[flat == 0] = 0.0
         return out.reshape(ids.shape + (self.dim,))
 
     def batch(self, token_lists, seq_len, vocabulary=None):
@@ -295,11 +367,29 @@ class EmbeddingStore:
         found = self.word_index([t for tokens in token_lists for t in tokens], vocabulary)
         return self.gather(pad([to_ids(tokens, found) for tokens in token_lists], seq_len))
 
-    def verify(self):
-        """Recompute the fingerprint; raise if the files no longer match store.json."""
-        EmbeddingStore.open(self.path, verify=True)
+    def verify(self, verified_dir=None):
+        """Recompute the fingerprint and the index; raise if the files no longer match store.json."""
+        EmbeddingStore.open(self.path, verify="full", verified_dir=verified_dir)
 
     def describe(self):
         """What a model manifest records about the store it was trained with."""
         return {"fingerprint": self.fingerprint, "dim": self.dim, "count": self.count,
                 "dtype": self.manifest["dtype"], "path": str(self.path)}
+
+
+def convert_store(source, target, dtype):
+    """Re-write the store at ``source`` in another dtype (float32, float16, int8) into ``target``.
+
+    The source is verified first, so a damaged store is never copied; its words keep their rows,
+    and the new manifest records where it came from. Returns the new manifest.
+    """
+    src = EmbeddingStore.open(source, verify="full")
+    words = src._vocab[:].decode("utf-8").split("\n")[:-1]
+    matrix = src.vectors
+    if src.scales is not None:  # int8 -> another dtype: the values the codes stand for
+        matrix = np.empty(src.vectors.shape, dtype=np.float32)
+        for start in range(0, src.count, _CHUNK):
+            matrix[start:start + _CHUNK] = src.gather(np.arange(start + 1, min(start + _CHUNK, src.count) + 1))
+    info = {**src.manifest["source"], "converted_from": {"store": str(src.path.resolve()),
+                                                        "fingerprint": src.fingerprint, "dtype": src.manifest["dtype"]}}
+    return write_store(words, matrix, target, info, dtype=dtype)

@@ -61,6 +61,14 @@ def write_corpus(root, docs_per_topic=8, seed=0, header=True):
     return Path(root)
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Keep the records of verified stores (and anything else the cache holds) out of ~/.cache."""
+    cache = tmp_path_factory.getbasetemp() / "user-cache"
+    monkeypatch.setenv("KEE_CACHE_DIR", str(cache))
+    return cache
+
+
 @pytest.fixture(scope="session")
 def vectors_file(tmp_path_factory):
     return write_vectors(tmp_path_factory.mktemp("vectors") / "tiny.txt")
@@ -85,6 +93,7 @@ def script_settings(tmp_path, vectors_file, corpus_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for name in [n for n in __import__("os").environ if n.startswith("KEE_")]:
         monkeypatch.delenv(name)
+    monkeypatch.setenv("KEE_CACHE_DIR", str(tmp_path / "cache"))  # for any subprocess; --CACHE_DIR says the same
     return [f"--VECTORS={vectors_file}", f"--TEXT_DATA_DIR={corpus_dir}", f"--CACHE_DIR={tmp_path / 'cache'}",
             f"--OUTPUT_DIR={tmp_path / 'output'}", "--EPOCHS=1", "--BATCH_SIZE=8", "--MAX_SEQUENCE_LENGTH=150",
             "--MAX_NUM_WORDS=100", "--VALIDATION_SPLIT=0.25", "--CORPUS_URL="]
