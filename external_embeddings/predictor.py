@@ -12,13 +12,15 @@ users can move one model at a time: each maps the tokens through its own word in
 and is its own group. Its vectors are inside it, so it needs no store at predict time and is
 not checked against this one (its manifest still names the store it was built from, which
 ``describe`` reports); it must share the tokenizer settings.
+
+Keras is imported where models are loaded and run, so that the server's parent process can
+check manifests without starting TensorFlow before it spawns its workers.
 """
 
 import itertools
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from . import tokenizer
@@ -207,6 +209,8 @@ class Predictor:
         return list(self.stream(texts, models, top_k))
 
     def _predict_chunk(self, texts, names, top_k):
+        import keras
+
         tokenizer.check_texts(texts)
         tokens = [tokenizer.tokenize(t) for t in texts]
         words = [word for doc in tokens for word in doc]

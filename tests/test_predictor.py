@@ -9,8 +9,6 @@ import keras
 import numpy as np
 import pytest
 
-import pretrained_external_word_embeddings as external
-import pretrained_word_embeddings as baseline
 from conftest import ROOT, vector_rows, write_vectors
 from external_embeddings import InputError, tokenizer
 from external_embeddings.predictor import Predictor
@@ -18,19 +16,6 @@ from external_embeddings.store import EmbeddingStore
 
 TEXTS = ["The rocket reached orbit around the moon.", "The doctor saw a patient with a virus.",
          "The pitcher threw in the ninth inning\nand the team won."]
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, vectors_file, corpus_dir):
-    """Two external models (different seeds and lengths) and one baseline model, one store."""
-    work = tmp_path_factory.mktemp("served")
-    common = [f"--VECTORS={vectors_file}", f"--TEXT_DATA_DIR={corpus_dir}", f"--CACHE_DIR={work / 'cache'}",
-              "--EPOCHS=1", "--BATCH_SIZE=8", "--MAX_NUM_WORDS=100", "--CORPUS_URL="]
-    external.main(common + [f"--OUTPUT_DIR={work / 'models' / 'a'}", "--MAX_SEQUENCE_LENGTH=150", "--SEED=1"])
-    external.main(common + [f"--OUTPUT_DIR={work / 'models' / 'b'}", "--MAX_SEQUENCE_LENGTH=170", "--SEED=2"])
-    baseline.main(common + [f"--OUTPUT_DIR={work / 'baseline'}", "--MAX_SEQUENCE_LENGTH=150"])
-    manifest = json.loads((work / "models/a/pretrained_external_word_embeddings/manifest.json").read_text())
-    return work, EmbeddingStore.open(manifest["store"]["path"])
 
 
 def run_cli(*args):
