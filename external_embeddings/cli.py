@@ -159,10 +159,12 @@ def _serve(args):
         raise InputError("command line", "--batch-wait-ms and --poll-seconds must be >= 0", "give 0 or more")
     store = EmbeddingStore.open(args.store, verify=True)
     dirs = _check_models(store, args.models)
+    store_path = store.path.resolve()
+    del store  # unmapped: only the workers map the store, so their PSS counts it once
     with tempfile.TemporaryDirectory(prefix="kee-serve-") as run_dir:
         os.environ.update({f"KEE_SERVE_{key.upper()}": str(value) for key, value in vars(args).items() if key in (
             "max_texts", "max_bytes", "batch_texts", "batch_wait_ms", "poll_seconds")})
-        os.environ.update(KEE_SERVE_STORE=str(store.path.resolve()), KEE_SERVE_MODELS=str(Path(args.models).resolve()),
+        os.environ.update(KEE_SERVE_STORE=str(store_path), KEE_SERVE_MODELS=str(Path(args.models).resolve()),
                           KEE_SERVE_RUN_DIR=run_dir, KEE_SERVE_TOKEN=args.token or "")
         if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.makedirs(Path(run_dir) / "metrics")  # so /metrics sums every worker, whichever answers
