@@ -39,7 +39,7 @@ WORKERS, K, CLIENTS = 2, 8, 8
 ENV = {**common.ENV, "MALLOC_ARENA_MAX": "2"}
 MODES = {"on256": ["--batch-texts", "256", "--batch-wait-ms", "0"], "on64": ["--batch-texts", "64", "--batch-wait-ms", "0"],
          "off": ["--batch-texts", "0"]}
-DEFAULT = "on256"  # what serve does without options (its --batch-texts default)
+DEFAULT = "on64"  # what serve does without options (its --batch-texts default)
 
 
 def model_folder(kind, dirs, k):
@@ -221,7 +221,9 @@ def rows(f):
     for when, key in (("models loaded", "pss_loaded"), ("after 8 requests of 32 texts", "pss")):
         base, ext = f[key]["baseline"], f[key]["external"]
         (slope_b, start_b), (slope_e, start_e) = bench_memory.line(ks, base), bench_memory.line(ks, ext)
-        cross = f"the lines cross at K ~ {(start_e - start_b) / (slope_b - slope_e):,.0f}" if slope_b > slope_e else ""
+        cross = (start_e - start_b) / (slope_b - slope_e) if slope_b > slope_e else None
+        cross = "" if cross is None else f"the lines cross at K ~ {cross:,.0f}" if cross > 1 else \
+            "the external line is lower from K = 1"
         out.append(common.row(f"server, sum of worker PSS, {when}, K={k}, {f['workers']} workers", mb(base[-1]),
                               mb(ext[-1]), f"{ext[-1] / base[-1]:,.2f}x", "(informative)", None, cross))
         out.append(common.row(f"server, sum of worker PSS per extra model, {when}", mb(slope_b), mb(slope_e),

@@ -212,7 +212,7 @@ def main(argv=None):
                        help="require Authorization: Bearer TOKEN (default: $KEE_SERVE_TOKEN)")
     serve.add_argument("--max-texts", type=int, default=1024, help="texts per request (413 beyond)")
     serve.add_argument("--max-bytes", type=int, default=4_000_000, help="request body bytes (413 beyond)")
-    serve.add_argument("--batch-texts", type=int, default=256,
+    serve.add_argument("--batch-texts", type=int, default=64,
                        help="micro-batching: most texts run together across requests; 0 runs each request alone")
     serve.add_argument("--batch-wait-ms", type=float, default=0.0, help="micro-batching: longest wait for more")
     serve.add_argument("--poll-seconds", type=float, default=2.0, help="reload when --models changes; 0: never")

@@ -27,7 +27,7 @@ from .store import EmbeddingStore
 from .tokenizer import check_texts
 
 # Defaults; each is a KEE_SERVE_<NAME> variable and a serve option.
-DEFAULTS = {"MAX_TEXTS": 1024, "MAX_BYTES": 4_000_000, "BATCH_TEXTS": 256, "BATCH_WAIT_MS": 0.0,
+DEFAULTS = {"MAX_TEXTS": 1024, "MAX_BYTES": 4_000_000, "BATCH_TEXTS": 64, "BATCH_WAIT_MS": 0.0,
             "POLL_SECONDS": 2.0}
 
 
