@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -173,6 +174,8 @@ def _serve(args):
 
         threading.Thread(target=_announce_when_ready, daemon=True,
                          args=(run_dir, args.workers, f"http://{args.host}:{args.port}", len(dirs))).start()
+        # uvicorn re-raises the SIGTERM it handled once it has shut down; that is a clean stop too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             uvicorn.run("external_embeddings.server:create_app", factory=True, host=args.host, port=args.port,
                         workers=args.workers, log_level="warning", access_log=args.access_log,

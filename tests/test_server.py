@@ -303,4 +303,5 @@ def test_a_damaged_model_at_start_keeps_readyz_503_until_the_folder_is_fixed(ser
             assert proc.stdout.readline().startswith("Serving 1 models")  # once the fixed model loaded
             assert client.get("/readyz").status_code == 200
     finally:
-        stop(proc)
+        code = stop(proc, signal.SIGTERM)
+    assert code == 0  # SIGTERM is a clean stop too
