@@ -305,7 +305,10 @@ def main(argv=None):
 
     store_dir = WORK / f"store-{rows}"
     if not (store_dir / "store.json").exists():
-        convert_file(text_file, store_dir, progress=False)
+        if (WORK / "convert" / "store" / "store.json").exists():  # what the timed convert just made
+            (WORK / "convert" / "store").rename(store_dir)
+        else:
+            convert_file(text_file, store_dir, progress=False)
     store = EmbeddingStore.open(store_dir)
     print("Open + lookups, side by side:", flush=True)
     opened = open_sides(store_dir, gensim_file(store), tokens, repeats)
@@ -322,16 +325,41 @@ def main(argv=None):
     disk_totals = {name: [k * size + (store_bytes if name == "external" else 0) for k in ks] for name, size in disk.items()}
     ram = memory_sides(store_dir, models, ks, vocabularies, ram_limit=4e9 if not args.quick else 1e9)
 
-    figures = {"rows": rows, "dim": DIM, "text_bytes": text_file.stat().st_size, "store_bytes": store_bytes,
+    figures = {"count": rows, "dim": DIM, "text_bytes": text_file.stat().st_size, "store_bytes": store_bytes,
                "vector_bytes": vector_bytes, "convert": convert, "open": opened, "dtypes": dtypes,
                "model_bytes": disk, "disk_totals": disk_totals, "ks": ks, "ram_pss_growth": ram, "vocabularies": vocabularies,
                "seconds": time.perf_counter() - started}
-    figures["table"] = table(figures)
+    figures["rows"] = table(figures)
     common.print_rows(f"Scale: {rows:,} x {DIM} (medians of {repeats}; convert at 1M rows: one run per side)",
-                      figures["table"])
+                      figures["rows"])
+    plot(figures, common.RESULTS / "scale.png")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1, default=str) + "\n")
     return figures
+
+
+def plot(f, path):
+    """Disk and RAM (2 processes, sum of PSS growth) against K: each baseline vocabulary vs external."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (disk, ram) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, totals in f["disk_totals"].items():
+        disk.plot(f["ks"], [t / common.MB for t in totals], marker="o", label=name)
+    for name, by_k in f["ram_pss_growth"].items():
+        ks = sorted(int(k) for k in by_k)
+        ram.plot(ks, [by_k[k if k in by_k else str(k)] / common.MB for k in ks], marker="o", label=name)
+    for ax, title in ((disk, "Disk for K models (store once)"), (ram, "RAM, 2 processes (sum of PSS growth)")):
+        ax.set(title=title, xlabel="models K", ylabel="MB", xscale="log", yscale="log", xticks=f["ks"])
+        ax.set_xticklabels([str(k) for k in f["ks"]])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{f['count']:,} x {f['dim']} vectors: baseline models (frozen Embedding) vs external models")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def table(f):
@@ -341,7 +369,7 @@ def table(f):
     out = []
     for name, goal in (("original loop", 3), ("gensim text loader", 2)):
         ratio = c[name]["seconds"] / ours["seconds"]
-        out.append(common.row(f"convert {f['rows']:,} x {f['dim']} text: {name} vs this project (s; peak RSS)",
+        out.append(common.row(f"convert {f['count']:,} x {f['dim']} text: {name} vs this project (s; peak RSS)",
                               f"{c[name]['seconds']:,.1f} s; {mb(c[name]['peak_rss'])}",
                               f"{ours['seconds']:,.1f} s; {mb(ours['peak_rss'])}", f"{ratio:,.2f}x",
                               f">= {goal}x", ratio >= goal))
