@@ -111,7 +111,7 @@ def synthetic_lines(start, rows, dim=DIM):
     """GloVe text rows ``start``..``start + rows``: word ``w<hex row>``, values ' 0.dddddd' / ' -0.ddddd'.
 
     Built from digits with numpy (a Python loop over 300 million values would take minutes);
-    each chunk is seeded by its first row, so any prefix of the file is the same.
+    each chunk is seeded by its first row, so files of different sizes share their whole chunks.
     """
     rng = np.random.default_rng(start)
     field = rng.integers(0, 10, (rows, dim, 9), dtype=np.uint8) + ord("0")

@@ -12,11 +12,9 @@ import pytest
 from gensim.models import KeyedVectors
 
 from conftest import vector_rows
-from external_embeddings.errors import InputError
 from external_embeddings.sources import convert_file
 from external_embeddings.store import EmbeddingStore
-from external_embeddings.vectors_file import read_vectors
-from test_bad_vectors import cli, cli_error
+from test_bad_vectors import cli, cli_error, error, read
 
 
 def keyed_vectors(rows=None):
@@ -24,16 +22,6 @@ def keyed_vectors(rows=None):
     kv = KeyedVectors(len(rows[0][1]))
     kv.add_vectors([w for w, _ in rows], np.array([v for _, v in rows], dtype=np.float32))
     return kv
-
-
-def read(path, **options):
-    return read_vectors(path, progress=False, **options)
-
-
-def error(path, **options):
-    with pytest.raises(InputError) as raised:
-        read(path, **options)
-    return str(raised.value)
 
 
 def assert_same(parsed, kv):
