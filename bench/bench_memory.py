@@ -43,8 +43,12 @@ def settle():
         pass
 
 
-def worker(kind, store_dir, model_dirs):
-    """Body of a worker process (see the module docstring); speaks one line at a time on stdio."""
+def worker(kind, store_dir, model_dirs, touch_rows=None):
+    """Body of a worker process (see the module docstring); speaks one line at a time on stdio.
+
+    With ``touch_rows``, the external side touches the index and only the store's first
+    ``touch_rows`` rows (the most frequent words, in a GloVe-ordered file) instead of every page.
+    """
     import json
 
     import keras
@@ -76,11 +80,12 @@ def worker(kind, store_dir, model_dirs):
     if kind == "external":
         store = EmbeddingStore.open(store_dir)
         # Touch every page of the store, as a long-running server eventually does.
-        touched = [store.vectors, store._offsets, store._hashes, store._rows, np.frombuffer(store._vocab, np.uint8)]
+        rows = store.count if touch_rows is None else min(touch_rows, store.count)
+        touched = [store.vectors[:rows], store._offsets, store._hashes, store._rows, np.frombuffer(store._vocab, np.uint8)]
         sum(float(a.sum()) for a in touched)
-        inputs = store.gather(rng.integers(1, store.count + 1, (BATCH, common.LENGTH)))
+        inputs = store.gather(rng.integers(1, rows + 1, (BATCH, common.LENGTH)))
     else:
-        inputs = rng.integers(1, common.NUM_WORDS, (BATCH, common.LENGTH)).astype(np.int32)
+        inputs = rng.integers(1, min(common.NUM_WORDS, touch_rows or common.NUM_WORDS), (BATCH, common.LENGTH)).astype(np.int32)
     for model in models:
         model.predict_on_batch(inputs)
     del inputs
@@ -89,9 +94,10 @@ def worker(kind, store_dir, model_dirs):
     sys.stdin.readline()
 
 
-def start_workers(kind, store_dir, groups):
+def start_workers(kind, store_dir, groups, touch_rows=None):
     """One worker process per group of model folders; returns them once all are ready."""
-    procs = [subprocess.Popen([sys.executable, __file__, "--worker", kind, str(store_dir), *map(str, group)],
+    touch = [f"--touch={touch_rows}"] if touch_rows else []
+    procs = [subprocess.Popen([sys.executable, __file__, "--worker", kind, str(store_dir), *touch, *map(str, group)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=common.ENV)
              for group in groups]
     expect(procs, "ready")
@@ -112,10 +118,14 @@ def tell(procs):
         p.stdin.flush()
 
 
-def measure(kind, store_dir, dirs, k, processes):
-    """Bytes of growth for K models of ``kind``: (RSS, USS) in one process, or (sum of PSS,) in K."""
-    groups = [[d] for d in dirs[:k]] if processes else [dirs[:k]]
-    procs = start_workers(kind, store_dir, groups)
+def measure(kind, store_dir, dirs, k, processes, groups=None, touch_rows=None):
+    """Bytes of growth for K models of ``kind``: (RSS, USS) in one process, or (sum of PSS,) in K.
+
+    ``groups`` (lists of model folders, one worker each) replaces the K and one-process layouts.
+    """
+    if groups is None:
+        groups = [[d] for d in dirs[:k]] if processes else [dirs[:k]]
+    procs = start_workers(kind, store_dir, groups, touch_rows)
     try:
         def snapshot():
             infos = [psutil.Process(p.pid).memory_full_info() for p in procs]
@@ -225,6 +235,7 @@ def rows(f):
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
-        worker(sys.argv[2], sys.argv[3], sys.argv[4:])
+        touch = [int(a.split("=")[1]) for a in sys.argv[4:5] if a.startswith("--touch=")]
+        worker(sys.argv[2], sys.argv[3], sys.argv[4 + len(touch):], *touch)
     else:
         main()

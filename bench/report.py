@@ -19,7 +19,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-BENCHMARKS = ["open", "memory", "predict", "train", "serve"]  # each is bench/bench_<name>.py, cheapest first
+BENCHMARKS = ["open", "memory", "predict", "train", "serve", "scale"]  # each is bench/bench_<name>.py
 COLUMNS = [("measure", "Measure"), ("original", "Original / baseline"), ("external", "External"),
            ("ratio", "Ratio (ext / base)"), ("goal", "Goal"), ("verdict", "Verdict"), ("note", "Note")]
 
@@ -41,6 +41,9 @@ def markdown(results, quick, seconds):
               f"{m['keras_bytes']['external'] / common.MB:,.2f} MB, CNN weights {m['cnn_bytes'] / common.MB:,.2f} MB, "
               f"baseline embedding {m['embedding_bytes'] / common.MB:,.2f} MB.", "",
               "![disk and RAM against K](report.png)", ""]
+    if "scale" in results:
+        lines += [f"Scale rows: {results['scale']['count']:,} x {results['scale']['dim']} synthetic vectors "
+                  "(bench_scale.py).", "", "![disk and RAM at 300d against K](scale.png)", ""]
     return "\n".join(lines)
 
 

@@ -46,7 +46,7 @@ def _convert(args):
               f"of dimension {store.dim} in {time.perf_counter() - started:,.1f} s.")
         return
     store, parsed = convert_file(args.source, args.store, dtype=args.dtype, lenient=args.lenient,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, format=args.format)
     print(f"Converted {store.count:,} words of dimension {store.dim} into {store.path} ({store.manifest['dtype']}) "
           f"in {time.perf_counter() - started:,.1f} s; {parsed.duplicates:,} duplicate words dropped, "
           f"{parsed.skipped_lines:,} lines skipped.")
@@ -193,10 +193,13 @@ def _serve(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m external_embeddings", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    convert = commands.add_parser("convert", help="turn a GloVe/word2vec/fastText text file into a store")
-    convert.add_argument("source", help="the vectors text file (.txt, .vec, or .gz of one), or a store to re-write")
+    convert = commands.add_parser("convert", help="turn a GloVe/word2vec/fastText/gensim vectors file into a store")
+    convert.add_argument("source", help="the vectors file: text (.txt, .vec), word2vec binary (.bin), a gensim "
+                         "KeyedVectors.save file, or a .gz of a text or binary one; or a store to re-write")
     convert.add_argument("store", help="the store directory to create")
     convert.add_argument("--dtype", choices=["float32", "float16", "int8"], default="float32")
+    convert.add_argument("--format", choices=["auto", "text", "word2vec-binary", "gensim"], default="auto",
+                         help="the source's format; auto tells them apart by their first bytes")
     convert.add_argument("--lenient", action="store_true", help="skip (and count) lines that are not UTF-8")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     convert.set_defaults(run=_convert)

@@ -59,17 +59,28 @@ def packaged_glove():
     return words, np.load(root / "glove_6B_50d_emb.npy")
 
 
-def convert_file(source, target, dtype="float32", lenient=False, progress=True):
-    """Convert a text vectors file into a store at ``target``; returns (store, VectorsFile)."""
+def convert_file(source, target, dtype="float32", lenient=False, progress=True, format="auto"):
+    """Convert a vectors file (text, word2vec binary, gensim) into a store at ``target``; returns (store, VectorsFile).
+
+    The rows stream into a temporary folder beside ``target`` (removed in any case), so memory
+    holds a piece of the file at a time, not its matrix. The returned ``matrix`` is the store's.
+    """
+    import tempfile
+
     from .vectors_file import read_vectors
 
-    source = Path(source)
+    source, target = Path(source), Path(target)
     check_target(target)  # before the parse, which can take minutes
-    parsed = read_vectors(source, lenient=lenient, progress=progress)
-    info = {"file": source.name, "bytes": source.stat().st_size, "duplicates": parsed.duplicates,
-            "skipped_lines": parsed.skipped_lines}
-    write_store(parsed.words, parsed.matrix, target, info, dtype=dtype)
-    return EmbeddingStore.open(target), parsed
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.partial-rows-", dir=target.parent) as rows:
+        parsed = read_vectors(source, lenient=lenient, progress=progress, format=format,
+                              rows_path=Path(rows) / "rows.npy")
+        info = {"file": source.name, "bytes": source.stat().st_size, "duplicates": parsed.duplicates,
+                "skipped_lines": parsed.skipped_lines}
+        write_store(parsed.words, parsed.matrix, target, info, dtype=dtype)
+        store = EmbeddingStore.open(target)
+        parsed.matrix = store.vectors  # the store's rows; the temporary ones are unmapped and removed
+    return store, parsed
 
 
 def open_vectors(setting, cache_dir, max_bytes):

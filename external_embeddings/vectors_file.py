@@ -9,6 +9,7 @@ present, its count and dim must match the rows. The numbers are parsed by numpy'
 """
 
 import codecs
+import collections
 import contextlib
 import gzip
 import multiprocessing
@@ -16,6 +17,7 @@ import os
 import re
 import sys
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,16 +50,23 @@ def _fail(path, problem, fix, line=None):
     raise InputError(path, problem, fix, line=line)
 
 
-def _read_bytes(path):
+def open_stream(path):
+    """The file as a binary stream, gunzipped when it is a gzip; (stream, first bytes).
+
+    A zip, a missing or unreadable file and an empty one are an ``InputError`` here, so every
+    format's reader starts from a readable stream.
+    """
     if not path.exists():
         _fail(path, "no such vectors file", "check the path")
     if path.is_dir():
         _fail(path, "is a folder, not a vectors file", "give the .txt/.vec file inside it")
     try:
-        data = path.read_bytes()
+        stream = path.open("rb")
+        magic = stream.read(4)
     except OSError as e:  # permissions, a vanished network drive: not a bug to show as a traceback
         _fail(path, f"cannot be read ({e.strerror or e})", "check that the file is readable")
-    if data[:4] == b"PK\x03\x04":
+    if magic == b"PK\x03\x04":
+        stream.close()
         try:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
@@ -66,15 +75,23 @@ def _read_bytes(path):
         members = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         _fail(path, f"is a zip archive (members: {members})",
               "extract the vectors file you want and give its path")
-    if data[:2] == b"\x1f\x8b":  # gzip is read as is: fastText ships .vec.gz files
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            _fail(path, f"is a damaged gzip file ({e})", "download it again")
-    data = data.removeprefix(codecs.BOM_UTF8)  # Windows editors add one; it would stick to the first word
-    if not data or data.isspace():
+    stream.seek(0)
+    if magic[:2] == b"\x1f\x8b":  # gzip is read as is: fastText ships .vec.gz, GoogleNews .bin.gz
+        stream = gzip.GzipFile(fileobj=stream, mode="rb")
+    head = read_block(path, stream, 1 << 16)
+    if head.startswith(codecs.BOM_UTF8):  # Windows editors add one; it would stick to the first word
+        head = head[len(codecs.BOM_UTF8):]
+    if not head.strip() and len(head) < 1 << 16:  # nothing but blank lines
         _fail(path, "is empty", "give a vectors file with one 'word v1 v2 ...' row per line")
-    return data
+    return stream, head
+
+
+def read_block(path, stream, size):
+    """Up to ``size`` bytes; a damaged gzip is an ``InputError``, whichever reader finds it."""
+    try:
+        return stream.read(size)
+    except (OSError, EOFError, zlib.error) as e:
+        _fail(path, f"is a damaged gzip file ({e})", "download it again")
 
 
 def _decode_lines(path, data, lenient, first_line=1):
@@ -158,8 +175,9 @@ def _parse_piece(path, data, first_line, dim, header, lenient, is_last):
     # Trailing spaces, CRLF and blank lines are not content: strip them, keep file line numbers.
     # Most files have none, and scanning the bytes for them is much cheaper than the strip.
     # A blank line may also open a piece, where no "\n\n" shows it: hence the look for "".
-    clean = not skipped and "" not in lines and not any(mark in data for mark in (b"\r", b" \n", b"\t\n", b"\xa0\n")) \
-        and not data.endswith((b" ", b"\t", b"\xa0"))  # a last line without a newline may have them too
+    # One look at each line's last character costs less than searching the bytes for " \n" etc.
+    clean = not skipped and "" not in lines and b"\r" not in data \
+        and not {line[-1] for line in lines}.intersection(" \t\xa0")
     if not clean:
         numbers = np.array([i for i, line in enumerate(lines, start=first_line) if line.strip()], dtype=np.int64)
         lines = [lines[i - first_line].rstrip() for i in numbers]
@@ -168,7 +186,7 @@ def _parse_piece(path, data, first_line, dim, header, lenient, is_last):
     if header:
         lines, numbers = lines[1:], numbers[1:]
     if not lines:
-        return [], np.empty((0, dim), dtype=np.float32), skipped
+        return [], np.empty((0, dim), dtype=np.float32), skipped, len(data)
 
     # Count separators row by row only when the total says some row is not "word + dim values".
     spaces = None
@@ -200,27 +218,33 @@ def _parse_piece(path, data, first_line, dim, header, lenient, is_last):
         row = int(np.flatnonzero(~finite)[0])
         _fail(path, f"row for {words[row]!r} holds nan or inf (or a value beyond float32's range)",
               "fix or delete that row", numbers[row])
-    return words, matrix, skipped
+    return words, matrix, skipped, len(data)
 
 
-def _pieces(data, size):
-    """(start, end, first line number) of consecutive pieces of whole lines, about ``size`` bytes each."""
-    pieces, start, line = [], 0, 1
-    while start < len(data):
-        end = data.find(b"\n", min(start + size, len(data)) - 1) + 1 or len(data)
-        pieces.append((start, end, line))
-        line += data.count(b"\n", start, end)
-        start = end
-    return pieces
+def _pieces(path, stream, first, size):
+    """(bytes of whole lines, first line number, is last) of consecutive pieces, about ``size`` bytes each.
+
+    The file is read piece by piece, so memory holds a few pieces, never the whole file.
+    """
+    buf, line, eof = first, 1, False
+    while not eof:
+        block = read_block(path, stream, max(size, 1 << 16))
+        eof = not block
+        buf += block
+        while buf:
+            end = buf.find(b"\n", size - 1) + 1 if len(buf) > size else 0
+            if not end:  # no line ends past `size` bytes yet: wait for more, unless that was all
+                if not eof:
+                    break
+                end = len(buf)
+            piece, buf = buf[:end], buf[end:]
+            yield piece, line, eof and not buf
+            line += piece.count(b"\n")
 
 
-_JOB = None  # (path, data, dim, header, lenient) for the worker processes, inherited through fork
-
-
-def _parse_job_piece(piece):
-    path, data, dim, header, lenient = _JOB
-    start, end, first_line = piece
-    return _parse_piece(path, data[start:end], first_line, dim, header and start == 0, lenient, end == len(data))
+def _parse_job(job):
+    path, piece, first_line, is_last, dim, header, lenient = job
+    return _parse_piece(path, piece, first_line, dim, header and first_line == 1, lenient, is_last)
 
 
 def _workers(size):
@@ -230,19 +254,30 @@ def _workers(size):
     return min(os.cpu_count() or 1, 8)
 
 
-def read_vectors(path, lenient=False, progress=True):
-    """Parse a text vectors file; any bad row is an ``InputError`` naming ``file:line``.
+def ordered_map(function, jobs, processes):
+    """``map(function, jobs)`` in order, by ``processes`` forked workers with a few jobs in flight.
 
-    Pieces of a large file are parsed by one process per core: the parse is CPU-bound, and
-    conversion is the one step that every new vectors file waits for.
+    Unlike ``Pool.imap``, which queues every job at once, at most two jobs per worker wait, so
+    memory holds a few pieces of the file whatever its size.
     """
-    global _JOB
-    path = Path(path)
-    data = _read_bytes(path)
+    if processes <= 1:
+        yield from map(function, jobs)
+        return
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        pending = collections.deque()
+        for job in jobs:
+            pending.append(pool.apply_async(function, (job,)))
+            if len(pending) > 2 * processes:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
 
+
+def text_pieces(path, stream, head, lenient):
+    """Header, dimension and the parsed pieces (words, rows, skipped lines, bytes) of a text file."""
     # The header and the dimension come from the first rows: the dimension is what most of them
     # have (a few rows may have more fields because their word holds spaces).
-    prefix = data[:1 << 20].decode("utf-8", "replace").split("\n")[:1001]
+    prefix = head[:1 << 20].decode("utf-8", "replace").split("\n")[:1001]
     first = [(n, line.strip()) for n, line in enumerate(prefix, start=1) if line.strip()]
     header = _header([line for _, line in first])
     header_line = first[0][0] if header else None
@@ -255,41 +290,60 @@ def read_vectors(path, lenient=False, progress=True):
               "fix the first line, or download the file again", header_line)
     if dim < 1:
         _fail(path, "has rows without numbers", "give a file of 'word v1 v2 ...' rows", rows[0][0])
+    jobs = ((path, piece, line, last, dim, header, lenient) for piece, line, last in
+            _pieces(path, stream, head, _PIECE_BYTES))
+    parsed = ordered_map(_parse_job, jobs, _workers(path.stat().st_size))
+    return header, header_line, dim, parsed
 
-    pieces = _pieces(data, _PIECE_BYTES)
-    _JOB = (path, data, dim, header, lenient)
-    try:
-        with tqdm(total=len(data), unit="B", unit_scale=True, desc=f"Reading {path.name}",
-                  disable=None if progress else True) as bar:  # None: drawn only on a terminal
-            processes = _workers(len(data))
-            with contextlib.ExitStack() as stack:
-                if processes > 1:
-                    pool = stack.enter_context(multiprocessing.get_context("fork").Pool(processes))
-                    parsed = pool.imap(_parse_job_piece, pieces)
-                else:
-                    parsed = map(_parse_job_piece, pieces)
-                results = []
-                for (start, end, _), result in zip(pieces, parsed):
-                    results.append(result)
-                    bar.update(end - start)
-    finally:
-        _JOB = None
-    words = [word for piece_words, _, _ in results for word in piece_words]
-    skipped = sum(s for _, _, s in results)
-    if not words:
-        if skipped:
-            _fail(path, f"holds no UTF-8 lines ({skipped:,} skipped)", "re-save the file as UTF-8")
-        _fail(path, "holds a header but no vectors", "give a file with one 'word v1 v2 ...' row per line")
-    matrix = np.concatenate([m for _, m, _ in results])
-    if header and header[0] != len(words) + skipped:  # a line skipped as not UTF-8 was still a row
-        _fail(path, f"header says {header[0]:,} rows but the file holds {len(words) + skipped:,}",
-              "the file is cut off or its header is wrong: download it again, or fix the first line",
-              header_line)
 
-    # Keep each word's first row: a dict built from the reversed list keeps the first index.
-    first_rows = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
-    duplicates = len(words) - len(first_rows)
-    if duplicates:
-        keep = np.sort(np.fromiter(first_rows.values(), dtype=np.int64, count=len(first_rows)))
-        words, matrix = [words[i] for i in keep], matrix[keep]
+def read_vectors(path, lenient=False, progress=True, format="auto", rows_path=None):
+    """Parse a vectors file of any format; any bad row is an ``InputError`` naming file and line or offset.
+
+    Pieces of a large text file are parsed by one process per core: the parse is CPU-bound, and
+    conversion is the one step that every new vectors file waits for. With ``rows_path`` the
+    rows stream into that ``.npy`` file and the matrix comes back mapped from it, so memory
+    stays bounded whatever the file's size; without it they are kept in memory.
+    """
+    from .formats import detect_format, binary_pieces, gensim_pieces
+    from .rows_file import RowsSink
+
+    path = Path(path)
+    stream, head = open_stream(path)
+    with contextlib.closing(stream):
+        format = detect_format(path, head) if format == "auto" else format
+        if format == "text":
+            header, header_line, dim, parsed = text_pieces(path, stream, head, lenient)
+        elif format == "word2vec-binary":
+            header, dim, parsed = binary_pieces(path, stream, head, lenient)
+            header_line = 1
+        elif format == "gensim":
+            header, header_line, dim, parsed = None, None, *gensim_pieces(path)
+        else:
+            _fail(path, f"unknown format {format!r}", "use auto, text, word2vec-binary or gensim")
+        # Progress counts the bytes read, which only a plain word2vec or text file has a total of.
+        total = None if format == "gensim" or isinstance(stream, gzip.GzipFile) else path.stat().st_size
+        words, skipped = [], 0
+        with RowsSink(rows_path, dim) as sink, tqdm(total=total, unit="B", unit_scale=True, desc=f"Reading {path.name}",
+                                                     disable=None if progress else True) as bar:
+            for piece_words, matrix, piece_skipped, size in parsed:
+                words += piece_words
+                sink.append(matrix)
+                skipped += piece_skipped
+                bar.update(size)
+            if not words:
+                if skipped:
+                    _fail(path, f"holds no UTF-8 lines ({skipped:,} skipped)", "re-save the file as UTF-8")
+                _fail(path, "holds a header but no vectors", "give a file with one 'word v1 v2 ...' row per line")
+            if header and header[0] != len(words) + skipped:  # a line skipped as not UTF-8 was still a row
+                _fail(path, f"header says {header[0]:,} rows but the file holds {len(words) + skipped:,}",
+                      "the file is cut off or its header is wrong: download it again, or fix the first line",
+                      header_line)
+            # Keep each word's first row: a dict built from the reversed list keeps the first index.
+            first_rows = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
+            duplicates = len(words) - len(first_rows)
+            keep = None
+            if duplicates:
+                keep = np.sort(np.fromiter(first_rows.values(), dtype=np.int64, count=len(first_rows)))
+                words = [words[i] for i in keep]
+            matrix = sink.finish(keep)
     return VectorsFile(words, matrix, duplicates, skipped, header)

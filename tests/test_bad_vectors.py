@@ -323,10 +323,10 @@ def test_a_damaged_zip_or_one_of_many_members_is_an_error(tmp_path):
 def test_an_unreadable_file_is_an_error(tmp_path, monkeypatch):
     source = write_lines(tmp_path / "locked.txt", GOOD)
 
-    def denied(self):
+    def denied(self, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(type(source), "read_bytes", denied)
+    monkeypatch.setattr(type(source), "open", denied)
     assert error(source) == f"{source}: cannot be read (Permission denied); check that the file is readable"
 
 

@@ -1,5 +1,8 @@
-"""The cheapest benchmark piece (bench/bench_open.py's open vs parse) on a tiny vectors file."""
+"""Benchmark pieces: bench_open's open vs parse, the synthetic vectors, and bench_scale --quick end to end."""
 
+import json
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -7,6 +10,7 @@ import numpy as np
 from conftest import ROOT, vector_rows, write_vectors
 from external_embeddings.sources import convert_file
 from external_embeddings.store import EmbeddingStore
+from external_embeddings.vectors_file import read_vectors
 
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_open  # noqa: E402
@@ -42,3 +46,34 @@ def test_serving_rows_compare_sides_and_state_every_goal():
     per_model = rows["server, sum of worker PSS per extra model, models loaded"]
     assert per_model["verdict"] == "met" and per_model["external"] == "1.0 MB"  # <= 1.2 x 0.9 MB x 2 workers
     assert "cross at K ~ 3" in rows["server, sum of worker PSS, models loaded, K=4, 2 workers"]["note"]
+
+
+def test_synthetic_vectors_are_deterministic_glove_text(tmp_path):
+    import bench_scale
+
+    lines = bench_scale.synthetic_lines(5, 3, dim=4)
+    assert lines == bench_scale.synthetic_lines(5, 3, dim=4) and lines != bench_scale.synthetic_lines(6, 3, dim=4)
+    (tmp_path / "s.txt").write_bytes(lines)
+    parsed = read_vectors(tmp_path / "s.txt", progress=False)
+    assert parsed.words == ["w5", "w6", "w7"] and parsed.matrix.shape == (3, 4)
+    assert np.abs(parsed.matrix).max() < 1 and len(set(parsed.matrix.ravel().tolist())) == 12
+
+
+def test_scale_benchmark_quick_runs_and_reports_every_side(tmp_path):
+    """The --quick form end to end (about 1.5 minutes), in a temporary results folder."""
+    out = tmp_path / "scale.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_scale.py"), "--quick", "--json", str(out)],
+                          env={**os.environ, "BENCH_RESULTS_DIR": str(tmp_path / "results")}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert set(figures["convert"]) == {"this project", "this project, 1 process", "original loop", "gensim text loader"}
+    assert all(side["seconds"] > 0 and side["peak_rss"] > 0 for side in figures["convert"].values())
+    # Both readers found the same 900 known words of the 1,000 looked up (a tenth are unknown).
+    assert figures["open"]["store"]["found"] == figures["open"]["gensim mmap"]["found"] == 900
+    assert figures["open"]["store"]["rss_after_open"] <= 0.01 * figures["vector_bytes"]
+    embedding = 10_001 * 300 * 4
+    assert figures["model_bytes"]["baseline-10000"] > figures["model_bytes"]["external"] + embedding
+    assert figures["dtypes"]["float16"]["bytes"] < 0.6 * figures["dtypes"]["float32"]["bytes"]
+    assert {r["verdict"] for r in figures["rows"]} <= {"met", "MISSED", "n/a"} and len(figures["rows"]) >= 10
+    assert (tmp_path / "results" / "scale.png").stat().st_size > 0
