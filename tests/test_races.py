@@ -16,6 +16,8 @@ from external_embeddings.store import EmbeddingStore
 RACER = """
 import os, sys, time
 from pathlib import Path
+from external_embeddings import cli, sources, store, vectors_file  # imported before the start, not after
+Path(sys.argv[1] + f".ready-{{os.getpid()}}").touch()
 while not Path(sys.argv[1]).exists():
     time.sleep(0.005)
 sys.argv = sys.argv[2:]
@@ -23,7 +25,7 @@ sys.argv = sys.argv[2:]
 """
 
 
-def big_vectors(path, rows=60_000, dim=16):
+def big_vectors(path, rows=150_000, dim=16):
     """A vectors file that takes about a second to parse, so the two runs overlap."""
     rng = np.random.default_rng(0)
     values = rng.normal(size=(rows, dim)).round(5)
@@ -37,7 +39,9 @@ def race(tmp_path, body, *args):
     racers = [subprocess.Popen([sys.executable, "-c", RACER.format(body=body), str(go), "racer", *map(str, args)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
               for _ in range(2)]
-    time.sleep(2.0)  # both have imported what they need and wait for the start file
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("go.ready-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)  # until both have imported what they need and wait for the start file
     go.touch()
     return [(r.wait(timeout=300), *r.communicate()) for r in racers]
 
@@ -48,8 +52,8 @@ def test_two_convert_commands_into_one_store_both_end_with_it(tmp_path):
     results = race(tmp_path, body, source, tmp_path / "store")
     for code, out, err in results:
         assert code == 0 and "Traceback" not in err, err
-        assert out.startswith("Converted 60,000 words of dimension 16")
-    assert EmbeddingStore.open(tmp_path / "store", verify=True).count == 60_000
+        assert out.startswith("Converted 150,000 words of dimension 16")
+    assert EmbeddingStore.open(tmp_path / "store", verify=True).count == 150_000
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partial folders left
 
 
