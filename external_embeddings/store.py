@@ -34,7 +34,6 @@ FORMAT = 1
 # int8 stores are format 2, so that code which predates scales.npy refuses them instead of
 # gathering raw codes; float stores stay format 1 and keep their fingerprints.
 FORMATS = {"float32": 1, "float16": 1, "int8": 2}
-_ARRAYS = ("vectors.npy", "vocab_offsets.npy", "index_hashes.npy", "index_rows.npy")
 _CHUNK = 65536  # rows per slice when hashing or quantizing, so a big matrix is never copied whole
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
