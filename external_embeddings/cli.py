@@ -1,17 +1,16 @@
 """The command line: ``python -m external_embeddings convert|predict|verify ...``."""
 
 import argparse
-import codecs
 import contextlib
 import itertools
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 from .errors import InputError, reported
+from .text_files import file_lines
 from .tokenizer import check_texts
 
 
@@ -52,31 +51,6 @@ def _verify(args):
           f"fingerprint {store.fingerprint[:16]} verified.")
 
 
-_ESCAPE = re.compile(r"\\([\\n])")
-
-
-def unescape(line):
-    """A line of a --file as its text: ``\\n`` is a newline and ``\\\\`` a backslash; other backslashes stay."""
-    return _ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else "\\", line)
-
-
-def _file_lines(path):
-    """Yield (line number, text) of a --file: split on "\\n" alone, as "one text per line" says.
-
-    ``str.splitlines`` would also split on form feeds and other separators that real posts hold,
-    so the file is read as bytes. A UTF-8 BOM and a CRLF line end are not part of the text.
-    """
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            raw = raw.removesuffix(b"\n").removesuffix(b"\r")
-            if number == 1:
-                raw = raw.removeprefix(codecs.BOM_UTF8)
-            try:
-                yield number, unescape(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise InputError(path, "is not UTF-8", "re-save it as UTF-8", number) from None
-
-
 def _texts(args):
     """(count, iterable of (label, text)): command-line texts, or a --file's lines, read lazily.
 
@@ -94,12 +68,12 @@ def _texts(args):
     if not path.is_file():
         raise InputError(path, "is not a file", "give a file with one text per line")
     try:
-        count = sum(1 for _ in _file_lines(path))
+        count = sum(1 for _ in file_lines(path))
     except OSError as e:
         raise InputError(path, f"cannot be read ({e.strerror or e})", "check that the file is readable") from None
     if not count:
         raise InputError(path, "holds no texts", "write one text per line")
-    return count, _file_lines(path)
+    return count, file_lines(path)
 
 
 def _predict(args):
