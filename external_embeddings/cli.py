@@ -1,4 +1,4 @@
-"""The command line: ``python -m external_embeddings convert|predict|verify ...``."""
+"""The command line: ``python -m external_embeddings convert|verify|predict|score ...``."""
 
 import argparse
 import contextlib
@@ -99,6 +99,16 @@ def _predict(args):
                 print(f"  {name}: {r['label']} ({r['probability']:.3f}), {r['known_words']:,} known words{note}")
 
 
+def _score(args):
+    try:
+        from . import ray_score
+    except ImportError as e:
+        raise InputError("score", f"needs Ray ({e})", 'pip install "ray[data,serve]" (see requirements.txt)') from None
+    summary = ray_score.score(args.store, args.models, args.input, args.output, address=args.address,
+                              actors=args.actors, probabilities=args.probabilities, progress=not args.quiet)
+    print(ray_score.report(summary))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m external_embeddings", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +130,17 @@ def main(argv=None):
                          "stands for a newline and \\\\ for a backslash")
     predict.add_argument("texts", nargs="*", metavar="TEXT")
     predict.set_defaults(run=_predict)
+    score = commands.add_parser("score", help="run every model on every text of a file, on Ray Data, into Parquet")
+    score.add_argument("--store", required=True, help="the store; every node needs a copy at this path")
+    score.add_argument("--models", required=True, help="a folder; every node needs a copy at this path")
+    score.add_argument("--input", required=True, help="one text per line (as predict --file), .jsonl with a "
+                       "'text' field, or .parquet with a 'text' column (an 'id' field or column is kept)")
+    score.add_argument("--output", required=True, help="the .parquet file to write; it must not exist")
+    score.add_argument("--address", help="a running Ray cluster (ray start --head); without it Ray starts here")
+    score.add_argument("--actors", type=int, help="actors, one CPU each (default: every CPU of the cluster)")
+    score.add_argument("--probabilities", action="store_true", help="also write every label's probability")
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    score.set_defaults(run=_score)
     args = parser.parse_args(argv)
     try:
         with reported():
