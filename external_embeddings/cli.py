@@ -100,6 +100,10 @@ def _predict(args):
 
 
 def _score(args):
+    if args.address and args.address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost"):
+        # A cluster on this machine only (ray start --head --node-ip-address=127.0.0.1): without
+        # this, Ray rewrites the address to the machine's network address, where nothing listens.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         from . import ray_score
     except ImportError as e:

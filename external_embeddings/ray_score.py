@@ -164,12 +164,19 @@ class Scorer:
 
 
 def _input_error(error):
-    """The InputError that an actor raised, from inside Ray's wrappers, or None."""
-    seen = set()
+    """The InputError an actor raised, from inside Ray's wrappers, or None.
+
+    A task's error keeps its cause; an actor that died in ``__init__`` keeps only the text of
+    its traceback, whose last line is the error's message.
+    """
+    seen, marker = set(), f"{InputError.__module__}.{InputError.__name__}: "
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, InputError):
             return error
+        if marker in str(error):
+            where, _, problem = str(error).rsplit(marker, 1)[1].splitlines()[0].partition(": ")
+            return InputError(where, problem)
         error = getattr(error, "cause", None) or error.__cause__ or error.__context__
     return None
 
@@ -201,6 +208,11 @@ def package_env():
     return {"py_modules": [str(Path(__file__).resolve().parent)], "excludes": ["__pycache__"]}
 
 
+def _on_every_node(path):
+    """A path as each node should read it: absolute, except that ``~`` is each node's own home."""
+    return str(path) if str(path).startswith("~") else str(Path(path).resolve())
+
+
 def score(store_path, models_dir, input_path, output_path, address=None, actors=None, probabilities=False,
           progress=True):
     """Score ``input_path`` into ``output_path``; return a summary dict (rows, scored, bad, models, seconds)."""
@@ -222,14 +234,14 @@ def score(store_path, models_dir, input_path, output_path, address=None, actors=
         data.enable_progress_bars = False
         data.print_on_execution_start = False
         data.max_consecutive_actor_init_deaths = 0  # a node that refuses will refuse again: stop at once
-        for name in ("ray", "ray.data"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        for name in ("ray", "ray.data"):  # its errors reach us as exceptions, and are reported as one line
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         size = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
         blocks = [table.slice(start, BLOCK_ROWS).select(["row", "text", "error"])
                   for start in range(0, len(table), BLOCK_ROWS)]
         dataset = ray.data.from_arrow(blocks).map_batches(
-            Scorer, fn_constructor_args=(str(Path(store_path).resolve()), str(Path(models_dir).resolve()),
-                                         fingerprint, probabilities),
+            Scorer, fn_constructor_args=(_on_every_node(store_path), _on_every_node(models_dir), fingerprint,
+                                         probabilities),
             batch_size=BATCH_ROWS, batch_format="pyarrow", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=min(size, len(blocks))))  # no actor without a block
         output.parent.mkdir(parents=True, exist_ok=True)
