@@ -178,8 +178,8 @@ def make_models(store, count=MAX_K):
     import json
 
     dirs = {kind: [MODELS / kind / f"m{i}" for i in range(count)] for kind in ("baseline", "external")}
-    stamp = MODELS / "store.json"
-    if stamp.exists() and json.loads(stamp.read_text()) == store.describe() and all(
+    stamp = MODELS / "store.json"  # the store, and the manifest format (2: with "vocabulary")
+    if stamp.exists() and json.loads(stamp.read_text()) == {**store.describe(), "format": 2} and all(
             (d / "model.keras").exists() for ds in dirs.values() for d in ds):
         return dirs
 
@@ -209,7 +209,7 @@ def make_models(store, count=MAX_K):
                 files = {}
             model = conv_classifier(inputs, embedded, len(labels))
             manifest = {"kind": kind, "store": store.describe(), "labels": labels, "sequence_length": LENGTH,
-                        "tokenizer": tokenizer.SETTINGS}
+                        "tokenizer": tokenizer.SETTINGS, "vocabulary": next(iter(files), "store")}
             save_run(dirs[kind][i], model, manifest, files, {})
-    stamp.write_text(json.dumps(store.describe()))
+    stamp.write_text(json.dumps({**store.describe(), "format": 2}))
     return dirs

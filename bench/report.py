@@ -1,4 +1,4 @@
-"""Run every benchmark of issue #3 and write bench/results/report.md and report.png.
+"""Run every benchmark of issues #3 and #8 (serving) and write bench/results/report.md and report.png.
 
 Each benchmark runs as its own process (``python bench/bench_x.py --json FILE``), one after the
 other: one benchmark's TensorFlow, models or mapped store must not sit in the memory that the
@@ -19,7 +19,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-BENCHMARKS = ["open", "memory", "predict", "train"]  # each is bench/bench_<name>.py, cheapest first
+BENCHMARKS = ["open", "memory", "predict", "train", "serve"]  # each is bench/bench_<name>.py, cheapest first
 COLUMNS = [("measure", "Measure"), ("original", "Original / baseline"), ("external", "External"),
            ("ratio", "Ratio (ext / base)"), ("goal", "Goal"), ("verdict", "Verdict"), ("note", "Note")]
 
@@ -44,23 +44,27 @@ def markdown(results, quick, seconds):
     return "\n".join(lines)
 
 
-def plot(memory, path):
-    """Disk and RAM against the number of models K, baseline vs external."""
+def plot(memory, path, serve=None):
+    """Disk and RAM against the number of models K, baseline vs external (and the server's
+    summed worker PSS when bench_serve ran)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ks = memory["ks"]
-    panels = [("Disk", memory["disk"]),
-              ("RAM, one process (USS growth)", {s: memory["ram"]["one_process"][s]["uss"] for s in memory["disk"]}),
-              ("RAM, K processes (sum of PSS growth)", {s: memory["ram"]["k_processes"][s]["pss"]
-                                                        for s in memory["disk"]})]
+    panels = [("Disk", ks, memory["disk"]),
+              ("RAM, one process (USS growth)", ks,
+               {s: memory["ram"]["one_process"][s]["uss"] for s in memory["disk"]}),
+              ("RAM, K processes (sum of PSS growth)", ks,
+               {s: memory["ram"]["k_processes"][s]["pss"] for s in memory["disk"]})]
+    if serve and serve.get("pss"):
+        panels.append((f"Server, {serve['workers']} workers (sum of PSS)", serve["ks"], serve["pss"]))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
-    for ax, (title, totals) in zip(axes, panels):
+    for ax, (title, xs, totals) in zip(axes, panels):
         for side, values in totals.items():
-            ax.plot(ks, [v / common.MB for v in values], marker="o", label=side)
-        ax.set(title=title, xlabel="models K", ylabel="MB", xticks=ks)
+            ax.plot(xs, [v / common.MB for v in values], marker="o", label=side)
+        ax.set(title=title, xlabel="models K", ylabel="MB", xticks=xs)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -84,7 +88,7 @@ def main(argv=None):
     seconds = time.perf_counter() - started
     (common.RESULTS / "report.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     (common.RESULTS / "report.md").write_text(markdown(results, args.quick, seconds))
-    plot(results["memory"], common.RESULTS / "report.png")
+    plot(results["memory"], common.RESULTS / "report.png", results.get("serve"))
     print(f"\nWrote {common.RESULTS / 'report.md'} and report.png in {seconds / 60:,.1f} min.")
     return results
 

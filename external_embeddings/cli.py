@@ -1,4 +1,4 @@
-"""The command line: ``python -m external_embeddings convert|verify|predict|score ...``."""
+"""The command line: ``python -m external_embeddings convert|verify|predict|score|serve ...``."""
 
 import argparse
 import contextlib
@@ -113,6 +113,62 @@ def _score(args):
     print(ray_score.report(summary))
 
 
+def _check_models(store, models_dir):
+    """Every model's manifest and word list, checked without TensorFlow (the workers load the rest)."""
+    from .model import MANIFEST_FILE, read_manifest
+    from .predictor import check_manifest, find_model_dirs, read_vocabulary
+
+    dirs = find_model_dirs(models_dir)
+    for model_dir in dirs:
+        manifest = read_manifest(model_dir)
+        check_manifest(manifest, model_dir / MANIFEST_FILE, store)
+        read_vocabulary(model_dir, manifest)
+    return dirs
+
+
+def _announce_when_ready(run_dir, workers, url, models):
+    """Print one line once every worker has loaded its models (each leaves a file in run_dir)."""
+    while len(list(Path(run_dir).glob("ready-*"))) < workers:
+        time.sleep(0.1)
+    print(f"Serving {models} models at {url} with {workers} worker(s); Ctrl-C stops.", flush=True)
+
+
+def _serve(args):
+    import tempfile
+    import threading
+
+    from .store import EmbeddingStore
+
+    for name in ("port", "workers", "max_texts", "max_bytes", "batch_texts"):
+        if getattr(args, name) < (0 if name in ("port", "batch_texts") else 1):
+            raise InputError("command line", f"--{name.replace('_', '-')} {getattr(args, name)} is too small",
+                             "give a positive number")
+    if args.batch_wait_ms < 0 or args.poll_seconds < 0:
+        raise InputError("command line", "--batch-wait-ms and --poll-seconds must be >= 0", "give 0 or more")
+    store = EmbeddingStore.open(args.store, verify=True)
+    dirs = _check_models(store, args.models)
+    store_path = store.path.resolve()
+    del store  # unmapped: only the workers map the store, so their PSS counts it once
+    with tempfile.TemporaryDirectory(prefix="kee-serve-") as run_dir:
+        os.environ.update({f"KEE_SERVE_{key.upper()}": str(value) for key, value in vars(args).items() if key in (
+            "max_texts", "max_bytes", "batch_texts", "batch_wait_ms", "poll_seconds")})
+        os.environ.update(KEE_SERVE_STORE=str(store_path), KEE_SERVE_MODELS=str(Path(args.models).resolve()),
+                          KEE_SERVE_RUN_DIR=run_dir, KEE_SERVE_TOKEN=args.token or "")
+        if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            os.makedirs(Path(run_dir) / "metrics")  # so /metrics sums every worker, whichever answers
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(run_dir) / "metrics")
+        import uvicorn
+
+        threading.Thread(target=_announce_when_ready, daemon=True,
+                         args=(run_dir, args.workers, f"http://{args.host}:{args.port}", len(dirs))).start()
+        try:
+            uvicorn.run("external_embeddings.server:create_app", factory=True, host=args.host, port=args.port,
+                        workers=args.workers, log_level="warning", access_log=args.access_log,
+                        timeout_graceful_shutdown=10)
+        except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: the shutdown was clean
+            pass
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m external_embeddings", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -126,7 +182,7 @@ def main(argv=None):
     verify = commands.add_parser("verify", help="check a store's files against its fingerprint")
     verify.add_argument("store")
     verify.set_defaults(run=_verify)
-    predict = commands.add_parser("predict", help="run every external model under --models on texts")
+    predict = commands.add_parser("predict", help="run every model under --models on texts")
     predict.add_argument("--store", required=True)
     predict.add_argument("--models", required=True, help="a folder; every model.keras below it is served")
     predict.add_argument("--json", action="store_true", help="one JSON object per text")
@@ -145,6 +201,22 @@ def main(argv=None):
     score.add_argument("--probabilities", action="store_true", help="also write every label's probability")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(run=_score)
+    serve = commands.add_parser("serve", help="serve every model under --models over HTTP (see README: Serving)")
+    serve.add_argument("--store", required=True)
+    serve.add_argument("--models", required=True, help="a folder; every model.keras below it is served")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="processes; each maps the store itself")
+    serve.add_argument("--token", default=os.environ.get("KEE_SERVE_TOKEN"),
+                       help="require Authorization: Bearer TOKEN (default: $KEE_SERVE_TOKEN)")
+    serve.add_argument("--max-texts", type=int, default=1024, help="texts per request (413 beyond)")
+    serve.add_argument("--max-bytes", type=int, default=4_000_000, help="request body bytes (413 beyond)")
+    serve.add_argument("--batch-texts", type=int, default=256,
+                       help="micro-batching: most texts run together across requests; 0 runs each request alone")
+    serve.add_argument("--batch-wait-ms", type=float, default=0.0, help="micro-batching: longest wait for more")
+    serve.add_argument("--poll-seconds", type=float, default=2.0, help="reload when --models changes; 0: never")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(run=_serve)
     args = parser.parse_args(argv)
     try:
         with reported():

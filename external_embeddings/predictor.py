@@ -1,23 +1,33 @@
-"""Serve K external models from one store: texts are tokenized and mapped to vectors once.
+"""Serve K models from one store: texts are tokenized once and mapped to vectors once.
 
-Every model must have been trained with this store (same fingerprint and dim) and the same
-tokenizer. Models may differ in sequence length: with pre-padding and pre-truncation, the
-input for a shorter length is the tail of the longest one, so one mapping still serves all.
-Models may also differ in vocabulary (``STORE_VOCABULARY=false`` keeps the baseline's words):
-texts are then mapped once per distinct vocabulary, since each drops other words.
+The one core of the ``predict`` command and the HTTP server. Every external model must have
+been trained with this store (same fingerprint and dim) and the same tokenizer. Models may
+differ in sequence length: with pre-padding and pre-truncation, the input for a shorter length
+is the tail of the longest one, so one mapping still serves all. Models may also differ in
+vocabulary (``STORE_VOCABULARY=false`` keeps the baseline's words): texts are then mapped once
+per distinct vocabulary, since each drops other words.
+
+Baseline models (a frozen ``Embedding`` inside, ``word_index.json`` beside) are served too, so
+users can move one model at a time: each maps the tokens through its own word index to int ids
+and is its own group. Its vectors are inside it, so it needs no store at predict time and is
+not checked against this one (its manifest still names the store it was built from, which
+``describe`` reports); it must share the tokenizer settings.
+
+Keras is imported where models are loaded and run, so that the server's parent process can
+check manifests without starting TensorFlow before it spawns its workers.
 """
 
 import itertools
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from . import tokenizer
 from .errors import InputError
 from .model import MANIFEST_FILE, MODEL_FILE, load_model, read_manifest
 
+BASELINE_INDEX = "word_index.json"
 BATCH_TEXTS = 256  # texts mapped and run at a time, so memory stays flat for any number of texts
 
 
@@ -39,14 +49,15 @@ def find_model_dirs(models_dir):
 
 
 def check_manifest(manifest, where, store):
-    """Refuse a model that is not external, was trained with another store, or lacks a field."""
+    """Refuse a model of an unknown kind, an external one trained with another store, or a missing field."""
     if not isinstance(manifest, dict) or not isinstance(manifest.get("store", {}), dict):
         raise InputError(where, "is not a model manifest", "re-run the script that wrote it")
-    if manifest.get("kind") != "external":
-        raise InputError(where, f"is a {manifest.get('kind', 'unknown')} model, not an external one "
-                         "(its vectors are inside it)", "serve only models from pretrained_external_word_embeddings.py")
+    if manifest.get("kind") not in ("external", "baseline"):
+        raise InputError(where, f"is a {manifest.get('kind', 'unknown')} model, not an external or baseline one",
+                         "serve only models from the two scripts")
     trained = manifest.get("store", {})
-    if trained.get("fingerprint") != store.fingerprint or trained.get("dim") != store.dim:
+    if manifest["kind"] == "external" and (trained.get("fingerprint") != store.fingerprint
+                                           or trained.get("dim") != store.dim):
         raise InputError(where, f"was trained with store {trained.get('path')} (fingerprint "
                          f"{str(trained.get('fingerprint'))[:12]}, dim {trained.get('dim')}), not with "
                          f"{store.path} (fingerprint {store.fingerprint[:12]}, dim {store.dim})",
@@ -63,17 +74,21 @@ def check_manifest(manifest, where, store):
 def check_model(model, manifest, where, dim):
     """Refuse a model whose real input or output shape disagrees with its manifest."""
     length, labels = manifest["sequence_length"], manifest["labels"]
-    if tuple(model.input_shape[1:]) != (length, dim):
+    expected = (length,) if manifest["kind"] == "baseline" else (length, dim)
+    if tuple(model.input_shape[1:]) != expected:
         raise InputError(where, f"takes inputs of shape {tuple(model.input_shape[1:])}, but its manifest says "
-                         f"sequence_length {length} of dimension {dim}", "re-run the script that wrote it")
+                         f"{manifest['kind']} input of shape {expected}", "re-run the script that wrote it")
     if tuple(model.output_shape[1:]) != (len(labels),):
         raise InputError(where, f"has {model.output_shape[-1]} outputs but its manifest names {len(labels)} labels",
                          "re-run the script that wrote it")
 
 
 def read_vocabulary(model_dir, manifest):
-    """The words a model knows: None for every word of the store, else a set read from its file."""
+    """The words a model knows: None for every word of the store, a set read from its file, or
+    for a baseline its ``{word: id}`` word index."""
     name = manifest.get("vocabulary")
+    if manifest["kind"] == "baseline":
+        return read_word_index(model_dir, name or BASELINE_INDEX)
     if name == "store":
         return None
     where = Path(model_dir) / MANIFEST_FILE
@@ -92,6 +107,41 @@ def read_vocabulary(model_dir, manifest):
     return frozenset(words)
 
 
+def read_word_index(model_dir, name):
+    """A baseline's ``{word: id}`` (ids 1, 2, ...), checked so that a bad file is an error here,
+    not an out-of-range id inside the model's Embedding at predict time."""
+    path = Path(model_dir) / name
+    if not isinstance(name, str) or Path(name).name != name:
+        raise InputError(Path(model_dir) / MANIFEST_FILE, f"names no word index (got {name!r})",
+                         "re-run the script that wrote it")
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "is missing", "copy the whole folder the script wrote") from None
+    except ValueError as e:
+        raise InputError(path, f"is not valid JSON ({e})", "re-run the script that wrote it") from None
+    if not isinstance(index, dict) or not all(type(i) is int and i >= 1 for i in index.values()):
+        raise InputError(path, "is not a {word: id >= 1} index", "re-run the script that wrote it")
+    return index
+
+
+def check_embedding(model, word_index, where):
+    """Refuse a baseline whose word index holds ids beyond its Embedding's rows."""
+    import keras
+
+    rows = [layer.input_dim for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
+    top = max(word_index.values(), default=0)
+    if rows and top >= rows[0]:
+        raise InputError(where, f"has a word index up to id {top:,} but an Embedding of {rows[0]:,} rows",
+                         "re-run the script that wrote it")
+
+
+def top_labels(probabilities, labels, k):
+    """The ``k`` most probable labels, best first, as ``[{"label", "probability"}]``."""
+    best = np.argsort(-probabilities, kind="stable")[:k]
+    return [{"label": labels[i], "probability": float(probabilities[i])} for i in best]
+
+
 class Predictor:
     """One store and K models; ``predict(texts)`` runs every model on one shared mapping."""
 
@@ -105,50 +155,95 @@ class Predictor:
             vocabulary = read_vocabulary(model_dir, manifest)
             model = load_model(model_dir)
             check_model(model, manifest, where, store.dim)
+            if manifest["kind"] == "baseline":
+                check_embedding(model, vocabulary, where)
             name = model_dir.relative_to(root).as_posix() if model_dir != root else root.resolve().name
             self.models[name] = (model, manifest, vocabulary)
-        # Models that know the same words share one mapping, made at the longest of their lengths.
+        # External models that know the same words share one mapping, made at the longest of
+        # their lengths; each baseline maps through its own word index, so it is its own group.
         self.groups = {}
-        for name, (_, _, vocabulary) in self.models.items():
-            self.groups.setdefault(vocabulary, []).append(name)
+        for name, (_, manifest, vocabulary) in self.models.items():
+            key = ("baseline", name) if manifest["kind"] == "baseline" else vocabulary
+            self.groups.setdefault(key, []).append(name)
 
-    def stream(self, texts):
+    def describe(self):
+        """What each model is: kind, labels, sequence length, parameter bytes and its store."""
+        return {name: {"kind": manifest["kind"], "labels": manifest["labels"],
+                       "sequence_length": manifest["sequence_length"],
+                       "parameter_bytes": int(sum(np.prod(w.shape) * np.dtype(w.dtype).itemsize for w in model.weights)),
+                       "store": manifest.get("store", {})}
+                for name, (model, manifest, _) in self.models.items()}
+
+    def check_request(self, models=None, top_k=None):
+        """The model names to run (all by default) after checking ``models`` and ``top_k``."""
+        if models is None:
+            names = list(self.models)
+        else:
+            if isinstance(models, str) or not all(isinstance(name, str) for name in models):
+                raise InputError("models", "is not a list of model names", "send a list of names from /v1/models")
+            names = list(dict.fromkeys(models))
+            unknown = [name for name in names if name not in self.models]
+            if unknown or not names:
+                raise InputError("models", f"names no model {unknown[0]!r}" if unknown else "is empty",
+                                 "choose from " + ", ".join(sorted(self.models)))
+        if top_k is not None and (type(top_k) is not int or top_k < 1):
+            raise InputError("top_k", f"must be a whole number >= 1 (got {top_k!r})", "send e.g. 3")
+        return names
+
+    def stream(self, texts, models=None, top_k=None):
         """Yield, for each text in order, ``{model name: {"label", "probability", "probabilities",
-        "known_words"}}``, ``BATCH_TEXTS`` at a time, so memory stays flat for any number of texts.
+        "known_words"}}`` (plus ``"top_k"``, the best labels, when asked), ``BATCH_TEXTS`` at a
+        time, so memory stays flat for any number of texts. ``models`` picks a subset by name.
 
         ``known_words`` counts the words the model has a vector for: 0 means the answer is the
         one for an empty text. The example's CNN never sees the last position of its input, so
         a text needs two known words before its own words count at all.
         """
+        names = self.check_request(models, top_k)
         texts = iter(texts)
         while chunk := list(itertools.islice(texts, BATCH_TEXTS)):
-            yield from self._predict_chunk(chunk)
+            yield from self._predict_chunk(chunk, names, top_k)
 
-    def predict(self, texts):
+    def predict(self, texts, models=None, top_k=None):
         """The results of ``stream`` as a list."""
-        return list(self.stream(texts))
+        return list(self.stream(texts, models, top_k))
 
-    def _predict_chunk(self, texts):
+    def _predict_chunk(self, texts, names, top_k):
+        import keras
+
         tokenizer.check_texts(texts)
         tokens = [tokenizer.tokenize(t) for t in texts]
         words = [word for doc in tokens for word in doc]
-        found = self.store.lookup(words)  # once for every model and vocabulary
+        wanted = set(names)
+        groups = [(key, [n for n in group if n in wanted]) for key, group in self.groups.items()]
+        groups = [(key, group) for key, group in groups if group]
+        # The store lookup is made once for every external model and vocabulary.
+        found = self.store.lookup(words) if any(key is None or isinstance(key, frozenset) for key, _ in groups) else {}
         per_model = {}
-        for vocabulary, names in self.groups.items():
-            word_index = found if vocabulary is None else \
-                {word: found.get(word, 0) for word in dict.fromkeys(words) if word in vocabulary}
-            ids = [tokenizer.to_ids(doc, word_index) for doc in tokens]
+        for key, group in groups:
+            longest = max(self.models[name][1]["sequence_length"] for name in group)
+            if isinstance(key, tuple):  # a baseline: its own word index, int ids into its Embedding
+                ids = [tokenizer.to_ids(doc, self.models[group[0]][2]) for doc in tokens]
+                inputs = tokenizer.pad(ids, longest)
+            else:
+                word_index = found if key is None else \
+                    {word: found.get(word, 0) for word in dict.fromkeys(words) if word in key}
+                ids = [tokenizer.to_ids(doc, word_index) for doc in tokens]
+                # The one mapping these models share, made a tensor once rather than once per model.
+                inputs = keras.ops.convert_to_tensor(self.store.gather(tokenizer.pad(ids, longest)))
             known = [int(np.count_nonzero(row)) for row in ids]
-            longest = max(self.models[name][1]["sequence_length"] for name in names)
-            # The one mapping these models share, made a tensor once rather than once per model.
-            vectors = keras.ops.convert_to_tensor(self.store.gather(tokenizer.pad(ids, longest)))
-            for name in names:
+            for name in group:
                 model, manifest, _ = self.models[name]
                 length = manifest["sequence_length"]
-                inputs = vectors if length == longest else vectors[:, -length:]
-                probabilities = keras.ops.convert_to_numpy(model.predict_on_batch(inputs))
+                x = inputs if length == longest else inputs[:, -length:]
+                probabilities = keras.ops.convert_to_numpy(model.predict_on_batch(x))
                 per_model[name] = (probabilities, manifest["labels"], known)
         for i in range(len(texts)):
-            yield {name: {"label": labels[int(np.argmax(p[i]))], "probability": float(np.max(p[i])),
-                          "probabilities": dict(zip(labels, map(float, p[i]))), "known_words": known[i]}
-                   for name, (p, labels, known) in ((name, per_model[name]) for name in self.models)}
+            result = {}
+            for name in names:
+                p, labels, known = per_model[name]
+                result[name] = {"label": labels[int(np.argmax(p[i]))], "probability": float(np.max(p[i])),
+                                "probabilities": dict(zip(labels, map(float, p[i]))), "known_words": known[i]}
+                if top_k is not None:
+                    result[name]["top_k"] = top_labels(p[i], labels, top_k)
+            yield result

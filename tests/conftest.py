@@ -88,3 +88,21 @@ def script_settings(tmp_path, vectors_file, corpus_dir, monkeypatch):
     return [f"--VECTORS={vectors_file}", f"--TEXT_DATA_DIR={corpus_dir}", f"--CACHE_DIR={tmp_path / 'cache'}",
             f"--OUTPUT_DIR={tmp_path / 'output'}", "--EPOCHS=1", "--BATCH_SIZE=8", "--MAX_SEQUENCE_LENGTH=150",
             "--MAX_NUM_WORDS=100", "--VALIDATION_SPLIT=0.25", "--CORPUS_URL="]
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory, vectors_file, corpus_dir):
+    """Two external models (different seeds and lengths) and one baseline model, one store."""
+    import json
+
+    import pretrained_external_word_embeddings as external
+    import pretrained_word_embeddings as baseline
+
+    work = tmp_path_factory.mktemp("served")
+    common = [f"--VECTORS={vectors_file}", f"--TEXT_DATA_DIR={corpus_dir}", f"--CACHE_DIR={work / 'cache'}",
+              "--EPOCHS=1", "--BATCH_SIZE=8", "--MAX_NUM_WORDS=100", "--CORPUS_URL="]
+    external.main(common + [f"--OUTPUT_DIR={work / 'models' / 'a'}", "--MAX_SEQUENCE_LENGTH=150", "--SEED=1"])
+    external.main(common + [f"--OUTPUT_DIR={work / 'models' / 'b'}", "--MAX_SEQUENCE_LENGTH=170", "--SEED=2"])
+    baseline.main(common + [f"--OUTPUT_DIR={work / 'baseline'}", "--MAX_SEQUENCE_LENGTH=150"])
+    manifest = json.loads((work / "models/a/pretrained_external_word_embeddings/manifest.json").read_text())
+    return work, EmbeddingStore.open(manifest["store"]["path"])

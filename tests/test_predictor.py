@@ -1,6 +1,7 @@
 """K external models served from one store and one mapping, in Python and from the command line."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -8,28 +9,13 @@ import keras
 import numpy as np
 import pytest
 
-import pretrained_external_word_embeddings as external
-import pretrained_word_embeddings as baseline
 from conftest import ROOT, vector_rows, write_vectors
-from external_embeddings import tokenizer
+from external_embeddings import InputError, tokenizer
 from external_embeddings.predictor import Predictor
 from external_embeddings.store import EmbeddingStore
 
 TEXTS = ["The rocket reached orbit around the moon.", "The doctor saw a patient with a virus.",
          "The pitcher threw in the ninth inning\nand the team won."]
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, vectors_file, corpus_dir):
-    """Two external models (different seeds and lengths) and one baseline model, one store."""
-    work = tmp_path_factory.mktemp("served")
-    common = [f"--VECTORS={vectors_file}", f"--TEXT_DATA_DIR={corpus_dir}", f"--CACHE_DIR={work / 'cache'}",
-              "--EPOCHS=1", "--BATCH_SIZE=8", "--MAX_NUM_WORDS=100", "--CORPUS_URL="]
-    external.main(common + [f"--OUTPUT_DIR={work / 'models' / 'a'}", "--MAX_SEQUENCE_LENGTH=150", "--SEED=1"])
-    external.main(common + [f"--OUTPUT_DIR={work / 'models' / 'b'}", "--MAX_SEQUENCE_LENGTH=170", "--SEED=2"])
-    baseline.main(common + [f"--OUTPUT_DIR={work / 'baseline'}", "--MAX_SEQUENCE_LENGTH=150"])
-    manifest = json.loads((work / "models/a/pretrained_external_word_embeddings/manifest.json").read_text())
-    return work, EmbeddingStore.open(manifest["store"]["path"])
 
 
 def run_cli(*args):
@@ -81,11 +67,51 @@ def test_predict_command_prints_labels_for_text_arguments(served):
     assert done.stdout.splitlines()[1].startswith("  pretrained_external_word_embeddings: ")
 
 
-def test_predict_command_refuses_a_baseline_model(served):
+def test_predict_command_serves_a_baseline_model_beside_external_ones(served, tmp_path):
     work, store = served
-    done = run_cli("--store", store.path, "--models", work / "baseline", "orbit")
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "is a baseline model, not an external one" in done.stderr
+    mixed = tmp_path / "mixed"
+    shutil.copytree(work / "models" / "a", mixed / "a")
+    shutil.copytree(work / "baseline", mixed / "base")
+    done = run_cli("--store", store.path, "--models", mixed, "--json", "orbit rocket moon launch")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)["models"]
+    assert set(answer) == {"a/pretrained_external_word_embeddings", "base/pretrained_word_embeddings"}
+    assert answer["base/pretrained_word_embeddings"]["known_words"] == 4
+
+
+def test_predictor_runs_a_baseline_on_its_own_word_index(served):
+    work, store = served
+    predictor = Predictor(store, work / "baseline")
+    (name, (model, manifest, word_index)), = predictor.models.items()
+    assert manifest["kind"] == "baseline" and predictor.groups == {("baseline", name): [name]}
+    results = predictor.predict(TEXTS)
+    ids = tokenizer.pad([tokenizer.to_ids(tokenizer.tokenize(t), word_index) for t in TEXTS], 150)
+    direct = keras.ops.convert_to_numpy(model(ids))
+    for i, result in enumerate(results):
+        assert result[name]["label"] == manifest["labels"][int(np.argmax(direct[i]))]
+        assert result[name]["probability"] == pytest.approx(float(direct[i].max()), abs=1e-5)
+    assert predictor.describe()[name]["kind"] == "baseline"
+    # Its embedding is in its parameters: 4 bytes per weight, more than the CNN alone.
+    assert predictor.describe()[name]["parameter_bytes"] == sum(int(np.prod(w.shape)) * 4 for w in model.weights)
+
+
+def test_predictor_picks_models_and_gives_the_top_k_labels(served):
+    work, store = served
+    predictor = Predictor(store, work / "models")
+    name = "b/pretrained_external_word_embeddings"
+    results = predictor.predict(TEXTS, models=[name], top_k=2)
+    full = predictor.predict(TEXTS)
+    for result, everything in zip(results, full):
+        assert list(result) == [name]
+        best = sorted(everything[name]["probabilities"].items(), key=lambda item: -item[1])[:2]
+        assert [(t["label"], t["probability"]) for t in result[name]["top_k"]] == best
+        assert result[name]["label"] == everything[name]["label"]
+    with pytest.raises(InputError, match="names no model 'nope'"):
+        predictor.predict(TEXTS, models=["nope"])
+    with pytest.raises(InputError, match="top_k: must be a whole number"):
+        predictor.predict(TEXTS, top_k=0)
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        predictor.predict(["ok", "\ud800"])
 
 
 def test_predict_command_refuses_a_model_from_another_store(served, tmp_path):

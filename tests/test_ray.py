@@ -25,7 +25,6 @@ from conftest import ROOT, vector_rows  # noqa: E402
 from external_embeddings import InputError, ray_score  # noqa: E402
 from external_embeddings.predictor import Predictor  # noqa: E402
 from external_embeddings.store import write_store  # noqa: E402
-from test_predictor import served  # noqa: E402,F401  (the tiny models, trained once for this module)
 
 MODELS = ["a/pretrained_external_word_embeddings", "b/pretrained_external_word_embeddings"]
 

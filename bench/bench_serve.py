@@ -1,0 +1,225 @@
+"""Issue #8: the HTTP server with K = 8 models and 2 workers, external (one store) vs baseline.
+
+Each side is the same 8 CNNs (bench/common.py's untrained models): external models reading the
+store, or baseline models each with its 20,000-word embedding and word index. For each side and
+with micro-batching on (``--batch-texts 256 --batch-wait-ms 0``) and off (``--batch-texts 0``),
+a real ``serve`` process is started, and C concurrent httpx asyncio clients send real 20 Newsgroups
+train texts, first one text per request, then 32, each phase for a fixed time and at most a fixed
+number of requests. Reported: throughput, p50/p99 latency, errors, time to ready, and the sum of
+PSS over the worker processes. Then memory as K grows (1, 2, 4, 8, 16) with batching on.
+
+The machine has 2 cores shared by the clients and both workers: absolute figures are modest;
+the two sides run alike, one after the other.
+
+Run: python bench/bench_serve.py [--quick]
+"""
+
+import asyncio
+import gc
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_memory  # noqa: E402
+import common  # noqa: E402
+
+WORKERS, K, CLIENTS = 2, 8, 8
+# Fewer glibc malloc arenas: without this, which thread's arena holds TensorFlow's freed
+# temporaries swings a worker's memory by tens of MB, hiding the MBs per model measured here.
+ENV = {**common.ENV, "MALLOC_ARENA_MAX": "2"}
+MODES = {"on": ["--batch-texts", "256", "--batch-wait-ms", "0"], "off": ["--batch-texts", "0"]}
+
+
+def model_folder(kind, dirs, k):
+    """A folder of the first ``k`` models of ``kind`` (hard links: no copies on disk)."""
+    folder = common.RESULTS / "serve" / f"{kind}-{k}"
+    if not (folder / f"m{k - 1}" / "model.keras").exists():
+        common.fresh_dir(folder)
+        for d in dirs[:k]:
+            (folder / d.name).mkdir()
+            for f in d.iterdir():
+                os.link(f, folder / d.name / f.name)
+    return folder
+
+
+class Server:
+    """A real ``serve`` process; ``ready_seconds`` is from start to its ready line."""
+
+    def __init__(self, store_path, models, options=()):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "-m", "external_embeddings", "serve", "--store", str(store_path),
+                                      "--models", str(models), "--port", str(port), "--workers", str(WORKERS),
+                                      "--poll-seconds", "0", *options], env=ENV, cwd=common.ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        self.ready_seconds = time.perf_counter() - started
+        if not line.startswith("Serving"):
+            self.stop()
+            raise RuntimeError(f"the server did not start (exit code {self.proc.returncode}): {line}")
+
+    def pss(self):
+        """Sum of PSS over the worker processes (a page shared by both counts once in all)."""
+        workers = [p for p in psutil.Process(self.proc.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        return sum(p.memory_full_info().pss for p in workers)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)  # Ctrl-C: a clean shutdown
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                for p in psutil.Process(self.proc.pid).children(recursive=True):
+                    p.kill()
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def load(url, bodies, texts_per_body, seconds, max_requests, clients=CLIENTS):
+    """C clients, each sending the next body as soon as its last answer came, until the time or
+    the request count is up. Returns throughput, latency percentiles and errors."""
+    import httpx
+
+    latencies, errors, sent = [], 0, 0
+    deadline = time.perf_counter() + seconds
+
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=clients)) as client:
+        async def client_loop(i):
+            nonlocal errors, sent
+            while time.perf_counter() < deadline and sent < max_requests:
+                body, sent = bodies[sent % len(bodies)], sent + 1
+                started = time.perf_counter()
+                try:
+                    answer = await client.post("/v1/predict", content=body,
+                                               headers={"Content-Type": "application/json"})
+                    ok = answer.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(i) for i in range(clients)))
+        elapsed = time.perf_counter() - started
+    ms = np.array(latencies or [np.nan]) * 1000
+    return {"requests": len(latencies) + errors, "errors": errors, "seconds": elapsed,
+            "requests_per_second": len(latencies) / elapsed, "texts_per_second": len(latencies) * texts_per_body / elapsed,
+            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def warm_up(url, singles, batches):
+    """The same concurrent requests as the load, a few of each, so that both workers have run
+    every model on merged batches of several sizes (Keras traces a new shape a few times)."""
+    asyncio.run(load(url, singles, 1, 60, 6 * CLIENTS))
+    asyncio.run(load(url, batches, 32, 60, 2 * CLIENTS))
+
+
+def main(argv=None):
+    args = common.parse_args(__doc__.splitlines()[0], argv)
+    seconds, max_requests = (3, 200) if args.quick else (10, 3000)
+    ks = [1, 2] if args.quick else [1, 2, 4, 8, 16]
+    corpus = common.load_texts(2000)
+    if corpus is None:
+        print(f"Skipped: the 20 Newsgroups train split is not at {common.TRAIN_TAR}.")
+        return common.save_json(args, {"skipped": str(common.TRAIN_TAR), "rows": []})
+    store = common.glove_store()
+    dirs = common.make_models(store, max(ks + [K]))
+    cnn = bench_memory.cnn_bytes(dirs["external"][0])
+    embedding = common.NUM_WORDS * store.dim * 4
+    index_bytes = (dirs["baseline"][0] / "word_index.json").stat().st_size
+    store_path = store.path
+    del store  # this process must not share the store's pages with the workers
+    gc.collect()
+    texts = corpus.texts
+    singles = [json.dumps({"texts": [t]}).encode() for t in texts]
+    batches = [json.dumps({"texts": texts[i:i + 32]}).encode() for i in range(0, len(texts) - 31, 32)]
+
+    runs = {}
+    for kind in ("external", "baseline"):
+        for mode, options in MODES.items():
+            server = Server(store_path, model_folder(kind, dirs[kind], K), options)
+            try:
+                warm_up(server.url, singles, batches)
+                run = {"ready_seconds": server.ready_seconds}
+                for phase, bodies, n in (("single", singles, 1), ("batch32", batches, 32)):
+                    run[phase] = asyncio.run(load(server.url, bodies, n, seconds, max_requests))
+                run["pss_bytes"] = server.pss()
+                runs[f"{kind}/{mode}"] = run
+                print(f"{kind}, batching {mode}: {json.dumps(run)}", flush=True)
+            finally:
+                server.stop()
+
+    pss = {kind: [] for kind in ("baseline", "external")}
+    ready = {kind: [] for kind in ("baseline", "external")}
+    for k in ks:
+        for kind in pss:
+            server = Server(store_path, model_folder(kind, dirs[kind], k))
+            try:
+                warm_up(server.url, singles, batches)
+                pss[kind].append(server.pss())
+                ready[kind].append(server.ready_seconds)
+            finally:
+                server.stop()
+        print(f"K={k}: PSS baseline {pss['baseline'][-1] / common.MB:,.0f} MB, "
+              f"external {pss['external'][-1] / common.MB:,.0f} MB", flush=True)
+    figures = {"workers": WORKERS, "k": K, "clients": CLIENTS, "seconds": seconds, "max_requests": max_requests,
+               "texts": len(texts), "runs": runs, "ks": ks, "pss": pss, "ready_seconds": ready, "cnn_bytes": cnn,
+               "embedding_bytes": embedding, "word_index_bytes": index_bytes}
+    figures["rows"] = rows(figures)
+    common.print_rows(f"Serving K={K} models with {WORKERS} workers, {CLIENTS} clients", figures["rows"])
+    return common.save_json(args, figures)
+
+
+def rows(f):
+    """Side-by-side rows: load (batching on), the gain of batching, ready time, PSS and its growth."""
+    runs, out, mb = f["runs"], [], lambda b: f"{b / common.MB:,.1f} MB"
+    for phase, unit in (("single", "1 text"), ("batch32", "32 texts")):
+        base, ext = runs["baseline/on"][phase], runs["external/on"][phase]
+        ratio = ext["texts_per_second"] / base["texts_per_second"]
+        out.append(common.row(f"server, {unit}/request, texts/s (p50 / p99 ms)",
+                              f"{base['texts_per_second']:,.1f} ({base['p50_ms']:,.0f} / {base['p99_ms']:,.0f})",
+                              f"{ext['texts_per_second']:,.1f} ({ext['p50_ms']:,.0f} / {ext['p99_ms']:,.0f})",
+                              f"{ratio:,.2f}x", ">= 1.0x", ratio >= 1.0))
+        for kind in ("baseline", "external"):
+            on, off = runs[f"{kind}/on"][phase], runs[f"{kind}/off"][phase]
+            gain = on["texts_per_second"] / off["texts_per_second"]
+            out.append(common.row(f"server, {kind}, {unit}/request: micro-batching on vs off, texts/s",
+                                  f"off {off['texts_per_second']:,.1f}", f"on {on['texts_per_second']:,.1f}",
+                                  f"{gain:,.2f}x", "stated", None,
+                                  f"p99 {off['p99_ms']:,.0f} -> {on['p99_ms']:,.0f} ms"))
+    errors = {kind: sum(r[p]["errors"] for name, r in runs.items() if name.startswith(kind) for p in ("single", "batch32"))
+              for kind in ("baseline", "external")}
+    requests = sum(r[p]["requests"] for r in runs.values() for p in ("single", "batch32"))
+    out.append(common.row("server, errors under load", errors["baseline"], errors["external"], "-", "0",
+                          not any(errors.values()), f"of {requests:,} requests"))
+    out.append(common.row(f"server, time to ready, K={f['k']} (s)", f"{runs['baseline/on']['ready_seconds']:,.1f}",
+                          f"{runs['external/on']['ready_seconds']:,.1f}", "-", "(informative)", None))
+    ks, k = f["ks"], f["ks"][-1]
+    base, ext = f["pss"]["baseline"], f["pss"]["external"]
+    (slope_b, start_b), (slope_e, start_e) = bench_memory.line(ks, base), bench_memory.line(ks, ext)
+    cross = f"the lines cross at K ~ {(start_e - start_b) / (slope_b - slope_e):,.0f}" if slope_b > slope_e else ""
+    out.append(common.row(f"server, sum of worker PSS, K={k}, {f['workers']} workers", mb(base[-1]), mb(ext[-1]),
+                          f"{ext[-1] / base[-1]:,.2f}x", "(informative)", None, cross))
+    limit = 1.2 * f["cnn_bytes"] * f["workers"]
+    out.append(common.row("server, sum of worker PSS per extra model", mb(slope_b), mb(slope_e),
+                          f"{slope_e / slope_b:,.2f}x", f"external <= 1.2 x CNN x workers = {mb(limit)}",
+                          slope_e <= limit, f"baseline also pays embedding {mb(f['embedding_bytes'])} and word "
+                          f"index ({mb(f['word_index_bytes'])} on disk) per worker"))
+    return out
+
+
+if __name__ == "__main__":
+    main()
