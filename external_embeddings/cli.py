@@ -99,11 +99,15 @@ def _predict(args):
                 print(f"  {name}: {r['label']} ({r['probability']:.3f}), {r['known_words']:,} known words{note}")
 
 
-def _score(args):
-    if args.address and args.address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost"):
-        # A cluster on this machine only (ray start --head --node-ip-address=127.0.0.1): without
-        # this, Ray rewrites the address to the machine's network address, where nothing listens.
+def _ray_on_loopback(address):
+    """A cluster on this machine only (ray start --head --node-ip-address=127.0.0.1): without this,
+    Ray rewrites 127.0.0.1 to the machine's network address, where nothing listens."""
+    if address and address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost"):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def _score(args):
+    _ray_on_loopback(args.address)
     try:
         from . import ray_score
     except ImportError as e:
@@ -139,7 +143,7 @@ def _serve(args):
 
     from .store import EmbeddingStore
 
-    for name in ("port", "workers", "max_texts", "max_bytes", "batch_texts"):
+    for name in ("port", "workers", "replicas", "max_texts", "max_bytes", "batch_texts"):
         if getattr(args, name) < (0 if name in ("port", "batch_texts") else 1):
             raise InputError("command line", f"--{name.replace('_', '-')} {getattr(args, name)} is too small",
                              "give a positive number")
@@ -147,13 +151,20 @@ def _serve(args):
         raise InputError("command line", "--batch-wait-ms and --poll-seconds must be >= 0", "give 0 or more")
     store = EmbeddingStore.open(args.store, verify=True)
     dirs = _check_models(store, args.models)
-    store_path = store.path.resolve()
+    store_path, fingerprint = store.path.resolve(), store.fingerprint
     del store  # unmapped: only the workers map the store, so their PSS counts it once
+    settings = {f"KEE_SERVE_{key.upper()}": str(value) for key, value in vars(args).items() if key in (
+        "max_texts", "max_bytes", "batch_texts", "batch_wait_ms", "poll_seconds")}
+    settings.update(KEE_SERVE_STORE=str(store_path), KEE_SERVE_MODELS=str(Path(args.models).resolve()),
+                    KEE_SERVE_TOKEN=args.token or "")
+    if args.ray:
+        _ray_on_loopback(args.address)
+        from . import ray_serve
+
+        return ray_serve.serve_until_stopped(settings, fingerprint, args.address, args.replicas, args.host,
+                                             args.port, len(dirs))
     with tempfile.TemporaryDirectory(prefix="kee-serve-") as run_dir:
-        os.environ.update({f"KEE_SERVE_{key.upper()}": str(value) for key, value in vars(args).items() if key in (
-            "max_texts", "max_bytes", "batch_texts", "batch_wait_ms", "poll_seconds")})
-        os.environ.update(KEE_SERVE_STORE=str(store_path), KEE_SERVE_MODELS=str(Path(args.models).resolve()),
-                          KEE_SERVE_RUN_DIR=run_dir, KEE_SERVE_TOKEN=args.token or "")
+        os.environ.update(settings, KEE_SERVE_RUN_DIR=run_dir)
         if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.makedirs(Path(run_dir) / "metrics")  # so /metrics sums every worker, whichever answers
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(run_dir) / "metrics")
@@ -216,6 +227,9 @@ def main(argv=None):
     serve.add_argument("--batch-wait-ms", type=float, default=0.0, help="micro-batching: longest wait for more")
     serve.add_argument("--poll-seconds", type=float, default=2.0, help="reload when --models changes; 0: never")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--ray", action="store_true", help="serve on Ray Serve: replicas across a Ray cluster's nodes")
+    serve.add_argument("--address", help="with --ray: a running Ray cluster (ray start --head); else Ray starts here")
+    serve.add_argument("--replicas", type=int, default=1, help="with --ray: replicas, one CPU each")
     serve.set_defaults(run=_serve)
     args = parser.parse_args(argv)
     try:

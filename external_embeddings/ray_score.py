@@ -112,11 +112,27 @@ def read_input(path):
     return pa.table(columns)
 
 
+def open_node_store(store_path, fingerprint):
+    """This node's copy of the store, verified; refused if it is not the driver's (another fingerprint).
+
+    Each node maps its own copy, and answers must not depend on the node that gives them.
+    """
+    import ray
+
+    from .store import EmbeddingStore
+
+    store = EmbeddingStore.open(store_path, verify=True)
+    if store.fingerprint != fingerprint:
+        raise InputError(f"{store.path} on node {ray.util.get_node_ip_address()}", f"has fingerprint "
+                         f"{store.fingerprint[:12]}, the driver's copy has {fingerprint[:12]}", "copy the same store "
+                         "to every node (python -m external_embeddings verify STORE prints the fingerprint)")
+    return store
+
+
 class Scorer:
     """A Ray Data actor: the store and every model opened once, then batch after batch.
 
-    It refuses to start when its node's copy of the store is not the driver's (another
-    fingerprint): each node maps its own copy, and answers must not depend on the node.
+    It refuses to start when its node's copy of the store is not the driver's.
     """
 
     def __init__(self, store_path, models_dir, fingerprint, probabilities):
@@ -124,12 +140,7 @@ class Scorer:
 
         from .store import EmbeddingStore
 
-        node = ray.util.get_node_ip_address()
-        store = EmbeddingStore.open(store_path, verify=True)
-        if store.fingerprint != fingerprint:
-            raise InputError(f"{store.path} on node {node}", f"has fingerprint {store.fingerprint[:12]}, the "
-                             f"driver's copy has {fingerprint[:12]}", "copy the same store to every node "
-                             "(python -m external_embeddings verify STORE prints the fingerprint)")
+        store = open_node_store(store_path, fingerprint)
         cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)) or 1
         import tensorflow as tf  # before any model: TF would otherwise use every core of the node
 
@@ -163,7 +174,7 @@ class Scorer:
                                      for c, f in zip(columns, self.schema)], schema=self.schema)
 
 
-def _input_error(error):
+def input_error(error):
     """The InputError an actor raised, from inside Ray's wrappers, or None.
 
     A task's error keeps its cause; an actor that died in ``__init__`` keeps only the text of
@@ -254,7 +265,7 @@ def score(store_path, models_dir, input_path, output_path, address=None, actors=
         except FileExistsError:
             raise InputError(output, "appeared while scoring", "choose another --output") from None
         except Exception as e:
-            raise _input_error(e) or e
+            raise input_error(e) or e
         finally:
             os.unlink(partial)
     bad = collections.Counter(e for e in table["error"].to_pylist() if e is not None)

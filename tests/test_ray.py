@@ -8,8 +8,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -174,3 +176,104 @@ def test_score_refuses_an_existing_output_and_a_parquet_without_text(models, tmp
     pq.write_table(pa.table({"text": [1, 2]}), tmp_path / "ints.parquet")
     with pytest.raises(InputError, match="has a 'text' column of int64, not of strings"):
         ray_score.score(store.path, models_dir, tmp_path / "ints.parquet", tmp_path / "new.parquet")
+
+
+# Ray Serve: the single-machine server's app as a deployment, compared with that app itself.
+
+TOKEN = "s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def serve_settings(models):
+    models_dir, store = models
+    return {"KEE_SERVE_STORE": str(store.path), "KEE_SERVE_MODELS": str(models_dir), "KEE_SERVE_TOKEN": TOKEN,
+            "KEE_SERVE_MAX_TEXTS": "8", "KEE_SERVE_POLL_SECONDS": "0"}
+
+
+@pytest.fixture(scope="module")
+def ray_server(cluster, models, serve_settings):
+    """One replica of the app on the cluster, answering on a free port of 127.0.0.1."""
+    import httpx
+    from ray import serve
+
+    from external_embeddings import ray_serve
+    from test_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    try:
+        ray_serve.start(serve_settings, models[1].fingerprint, 1, "127.0.0.1", int(url.rsplit(":", 1)[1]),
+                        proxies="HeadOnly")
+        with httpx.Client(base_url=url, headers=AUTH, timeout=60) as client:
+            wait_until_ready(client)
+            yield client
+    finally:
+        serve.shutdown()
+
+
+def wait_until_ready(client, seconds=120):
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the Ray Serve replica did not become ready"
+        time.sleep(0.5)
+
+
+REQUESTS = [("post", "/v1/predict", {"texts": TEXTS}, AUTH), ("post", "/v1/predict", {"texts": TEXTS[:2],
+            "models": [MODELS[1]], "top_k": 2}, AUTH), ("post", "/v1/predict", {"texts": ["a", 3]}, AUTH),
+            ("post", "/v1/predict", {"texts": TEXTS + TEXTS}, AUTH), ("post", "/v1/predict", {"texts": ["x"]}, {}),
+            ("get", "/v1/models", None, AUTH), ("get", "/v1/nowhere", None, AUTH), ("get", "/v1/predict", None, AUTH)]
+
+
+def test_ray_serve_answers_as_the_single_machine_server(ray_server, serve_settings, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from external_embeddings.server import create_app
+
+    for name, value in serve_settings.items():
+        monkeypatch.setenv(name, value)
+    with TestClient(create_app(), base_url="http://local", headers=AUTH) as local:
+        wait_until_ready(local)
+        for method, path, body, headers in REQUESTS:
+            options = {"headers": {**headers, "Authorization": headers.get("Authorization", "")}}
+            if body is not None:
+                options["json"] = body
+            mine, theirs = ray_server.request(method, path, **options), local.request(method, path, **options)
+            assert mine.status_code == theirs.status_code, (method, path, mine.text)
+            assert mine.json() == approx_json(theirs.json()), (method, path)
+
+
+def approx_json(value):
+    """Floats equal to 1e-5 (two processes may round the last bits of a model's output apart)."""
+    if isinstance(value, float):
+        return pytest.approx(value, abs=1e-5)
+    if isinstance(value, dict):
+        return {k: approx_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [approx_json(v) for v in value]
+    return value
+
+
+def test_a_killed_replica_is_restarted_and_a_retried_request_succeeds(ray_server):
+    import httpx
+
+    before = ray_server.post("/v1/predict", json={"texts": TEXTS}).json()
+    pid = ray_server.get("/healthz").json()["worker"]
+    os.kill(pid, signal.SIGKILL)
+    deadline, answer = time.monotonic() + 120, None
+    while answer is None or answer.status_code != 200:  # the client's retry
+        assert time.monotonic() < deadline, "no replica answered after the kill"
+        try:
+            answer = ray_server.post("/v1/predict", json={"texts": TEXTS})
+        except httpx.HTTPError:
+            pass
+        if answer is None or answer.status_code != 200:
+            time.sleep(0.5)
+    assert answer.json() == approx_json(before)
+    assert ray_server.get("/healthz").json()["worker"] != pid
