@@ -13,7 +13,9 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -208,10 +210,17 @@ def connected(address=None, cpus=None, runtime_env=None):
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise InputError(f"--address {address}", f"cannot connect to a Ray cluster ({e})",
                          "start one with: ray start --head, or leave --address out") from None
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    # SIGTERM (kill, systemd, Kubernetes) stops Ray as Ctrl-C does, rather than leaving it running.
+    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
     try:
         yield ray
     finally:
         ray.shutdown()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def package_env():

@@ -8,6 +8,7 @@ its node's copy of the store against the fingerprint the command saw, and refuse
 they differ.
 """
 
+import logging
 import time
 
 from .ray_score import connected, input_error, open_node_store, package_env
@@ -38,6 +39,7 @@ def start(settings, fingerprint, replicas, host, port, proxies="EveryNode"):
     """
     from ray import serve
 
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's start-up chatter; the command prints one line
     serve.start(http_options={"host": host, "port": port}, proxy_location=proxies)
     serve.run(application(settings, fingerprint, replicas), name=APP, route_prefix="/")
 
