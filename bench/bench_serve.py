@@ -2,11 +2,13 @@
 
 Each side is the same 8 CNNs (bench/common.py's untrained models): external models reading the
 store, or baseline models each with its 20,000-word embedding and word index. For each side and
-with micro-batching on (``--batch-texts 256 --batch-wait-ms 0``) and off (``--batch-texts 0``),
+with micro-batching on (``--batch-texts 256`` or ``64``, ``--batch-wait-ms 0``) and off (``--batch-texts 0``),
 a real ``serve`` process is started, and C concurrent httpx asyncio clients send real 20 Newsgroups
 train texts, first one text per request, then 32, each phase for a fixed time and at most a fixed
 number of requests. Reported: throughput, p50/p99 latency, errors, time to ready, and the sum of
-PSS over the worker processes. Then memory as K grows (1, 2, 4, 8, 16) with batching on.
+PSS over the worker processes. Then memory as K grows (1, 2, 4, 8, 16) with batching on: the
+workers' summed PSS once the models are loaded, and again after a few requests (which map the
+store's pages of the words they use, and leave TensorFlow's buffers behind).
 
 The machine has 2 cores shared by the clients and both workers: absolute figures are modest;
 the two sides run alike, one after the other.
@@ -35,7 +37,9 @@ WORKERS, K, CLIENTS = 2, 8, 8
 # Fewer glibc malloc arenas: without this, which thread's arena holds TensorFlow's freed
 # temporaries swings a worker's memory by tens of MB, hiding the MBs per model measured here.
 ENV = {**common.ENV, "MALLOC_ARENA_MAX": "2"}
-MODES = {"on": ["--batch-texts", "256", "--batch-wait-ms", "0"], "off": ["--batch-texts", "0"]}
+MODES = {"on256": ["--batch-texts", "256", "--batch-wait-ms", "0"], "on64": ["--batch-texts", "64", "--batch-wait-ms", "0"],
+         "off": ["--batch-texts", "0"]}
+DEFAULT = "on256"  # what serve does without options (its --batch-texts default)
 
 
 def model_folder(kind, dirs, k):
@@ -162,13 +166,16 @@ def main(argv=None):
             finally:
                 server.stop()
 
-    pss = {kind: [] for kind in ("baseline", "external")}
-    ready = {kind: [] for kind in ("baseline", "external")}
+    pss, pss_loaded, ready = ({kind: [] for kind in ("baseline", "external")} for _ in range(3))
     for k in ks:
         for kind in pss:
             server = Server(store_path, model_folder(kind, dirs[kind], k))
             try:
-                warm_up(server.url, singles, batches)
+                time.sleep(1)  # the workers' last start-up allocations settle
+                pss_loaded[kind].append(server.pss())
+                # Two clients, one after the other: batch sizes, and so TensorFlow's buffers, as
+                # alike as they can be from one K to the next.
+                asyncio.run(load(server.url, batches, 32, 60, 8, clients=2))
                 pss[kind].append(server.pss())
                 ready[kind].append(server.ready_seconds)
             finally:
@@ -176,7 +183,7 @@ def main(argv=None):
         print(f"K={k}: PSS baseline {pss['baseline'][-1] / common.MB:,.0f} MB, "
               f"external {pss['external'][-1] / common.MB:,.0f} MB", flush=True)
     figures = {"workers": WORKERS, "k": K, "clients": CLIENTS, "seconds": seconds, "max_requests": max_requests,
-               "texts": len(texts), "runs": runs, "ks": ks, "pss": pss, "ready_seconds": ready, "cnn_bytes": cnn,
+               "texts": len(texts), "runs": runs, "ks": ks, "pss": pss, "pss_loaded": pss_loaded, "ready_seconds": ready, "cnn_bytes": cnn,
                "embedding_bytes": embedding, "word_index_bytes": index_bytes}
     figures["rows"] = rows(figures)
     common.print_rows(f"Serving K={K} models with {WORKERS} workers, {CLIENTS} clients", figures["rows"])
@@ -187,37 +194,40 @@ def rows(f):
     """Side-by-side rows: load (batching on), the gain of batching, ready time, PSS and its growth."""
     runs, out, mb = f["runs"], [], lambda b: f"{b / common.MB:,.1f} MB"
     for phase, unit in (("single", "1 text"), ("batch32", "32 texts")):
-        base, ext = runs["baseline/on"][phase], runs["external/on"][phase]
+        base, ext = runs[f"baseline/{DEFAULT}"][phase], runs[f"external/{DEFAULT}"][phase]
         ratio = ext["texts_per_second"] / base["texts_per_second"]
         out.append(common.row(f"server, {unit}/request, texts/s (p50 / p99 ms)",
                               f"{base['texts_per_second']:,.1f} ({base['p50_ms']:,.0f} / {base['p99_ms']:,.0f})",
                               f"{ext['texts_per_second']:,.1f} ({ext['p50_ms']:,.0f} / {ext['p99_ms']:,.0f})",
                               f"{ratio:,.2f}x", ">= 1.0x", ratio >= 1.0))
         for kind in ("baseline", "external"):
-            on, off = runs[f"{kind}/on"][phase], runs[f"{kind}/off"][phase]
-            gain = on["texts_per_second"] / off["texts_per_second"]
-            out.append(common.row(f"server, {kind}, {unit}/request: micro-batching on vs off, texts/s",
-                                  f"off {off['texts_per_second']:,.1f}", f"on {on['texts_per_second']:,.1f}",
-                                  f"{gain:,.2f}x", "stated", None,
-                                  f"p99 {off['p99_ms']:,.0f} -> {on['p99_ms']:,.0f} ms"))
+            off = runs[f"{kind}/off"][phase]
+            for mode in (m for m in MODES if m != "off"):
+                on = runs[f"{kind}/{mode}"][phase]
+                gain = on["texts_per_second"] / off["texts_per_second"]
+                out.append(common.row(f"server, {kind}, {unit}/request: micro-batching up to {mode[2:]} texts vs "
+                                      "off, texts/s", f"off {off['texts_per_second']:,.1f}",
+                                      f"on {on['texts_per_second']:,.1f}", f"{gain:,.2f}x", "stated", None,
+                                      f"p50 {off['p50_ms']:,.0f} -> {on['p50_ms']:,.0f} ms, "
+                                      f"p99 {off['p99_ms']:,.0f} -> {on['p99_ms']:,.0f} ms"))
     errors = {kind: sum(r[p]["errors"] for name, r in runs.items() if name.startswith(kind) for p in ("single", "batch32"))
               for kind in ("baseline", "external")}
     requests = sum(r[p]["requests"] for r in runs.values() for p in ("single", "batch32"))
     out.append(common.row("server, errors under load", errors["baseline"], errors["external"], "-", "0",
                           not any(errors.values()), f"of {requests:,} requests"))
-    out.append(common.row(f"server, time to ready, K={f['k']} (s)", f"{runs['baseline/on']['ready_seconds']:,.1f}",
-                          f"{runs['external/on']['ready_seconds']:,.1f}", "-", "(informative)", None))
-    ks, k = f["ks"], f["ks"][-1]
-    base, ext = f["pss"]["baseline"], f["pss"]["external"]
-    (slope_b, start_b), (slope_e, start_e) = bench_memory.line(ks, base), bench_memory.line(ks, ext)
-    cross = f"the lines cross at K ~ {(start_e - start_b) / (slope_b - slope_e):,.0f}" if slope_b > slope_e else ""
-    out.append(common.row(f"server, sum of worker PSS, K={k}, {f['workers']} workers", mb(base[-1]), mb(ext[-1]),
-                          f"{ext[-1] / base[-1]:,.2f}x", "(informative)", None, cross))
-    limit = 1.2 * f["cnn_bytes"] * f["workers"]
-    out.append(common.row("server, sum of worker PSS per extra model", mb(slope_b), mb(slope_e),
-                          f"{slope_e / slope_b:,.2f}x", f"external <= 1.2 x CNN x workers = {mb(limit)}",
-                          slope_e <= limit, f"baseline also pays embedding {mb(f['embedding_bytes'])} and word "
-                          f"index ({mb(f['word_index_bytes'])} on disk) per worker"))
+    out.append(common.row(f"server, time to ready, K={f['k']} (s)", f"{runs[f'baseline/{DEFAULT}']['ready_seconds']:,.1f}",
+                          f"{runs[f'external/{DEFAULT}']['ready_seconds']:,.1f}", "-", "(informative)", None))
+    ks, k, limit = f["ks"], f["ks"][-1], 1.2 * f["cnn_bytes"] * f["workers"]
+    for when, key in (("models loaded", "pss_loaded"), ("after 8 requests of 32 texts", "pss")):
+        base, ext = f[key]["baseline"], f[key]["external"]
+        (slope_b, start_b), (slope_e, start_e) = bench_memory.line(ks, base), bench_memory.line(ks, ext)
+        cross = f"the lines cross at K ~ {(start_e - start_b) / (slope_b - slope_e):,.0f}" if slope_b > slope_e else ""
+        out.append(common.row(f"server, sum of worker PSS, {when}, K={k}, {f['workers']} workers", mb(base[-1]),
+                              mb(ext[-1]), f"{ext[-1] / base[-1]:,.2f}x", "(informative)", None, cross))
+        out.append(common.row(f"server, sum of worker PSS per extra model, {when}", mb(slope_b), mb(slope_e),
+                              f"{slope_e / slope_b:,.2f}x", f"external <= 1.2 x CNN x workers = {mb(limit)}",
+                              slope_e <= limit, f"baseline also pays embedding {mb(f['embedding_bytes'])} and word "
+                              f"index ({mb(f['word_index_bytes'])} on disk) per worker"))
     return out
 
 

@@ -83,6 +83,16 @@ def check_model(model, manifest, where, dim):
                          "re-run the script that wrote it")
 
 
+def read_json(path):
+    """A JSON file a script wrote beside a model; an InputError when it is missing or damaged."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "is missing", "copy the whole folder the script wrote") from None
+    except ValueError as e:
+        raise InputError(path, f"is not valid JSON ({e})", "re-run the script that wrote it") from None
+
+
 def read_vocabulary(model_dir, manifest):
     """The words a model knows: None for every word of the store, a set read from its file, or
     for a baseline its ``{word: id}`` word index."""
@@ -96,12 +106,7 @@ def read_vocabulary(model_dir, manifest):
         raise InputError(where, f"names no vocabulary (got {name!r}): it was saved by an older version",
                          "retrain it with this version")
     path = Path(model_dir) / name
-    try:
-        words = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "is missing", "copy the whole folder the script wrote") from None
-    except ValueError as e:
-        raise InputError(path, f"is not valid JSON ({e})", "re-run the script that wrote it") from None
+    words = read_json(path)
     if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
         raise InputError(path, "is not a list of words", "re-run the script that wrote it")
     return frozenset(words)
@@ -110,16 +115,11 @@ def read_vocabulary(model_dir, manifest):
 def read_word_index(model_dir, name):
     """A baseline's ``{word: id}`` (ids 1, 2, ...), checked so that a bad file is an error here,
     not an out-of-range id inside the model's Embedding at predict time."""
-    path = Path(model_dir) / name
     if not isinstance(name, str) or Path(name).name != name:
         raise InputError(Path(model_dir) / MANIFEST_FILE, f"names no word index (got {name!r})",
                          "re-run the script that wrote it")
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "is missing", "copy the whole folder the script wrote") from None
-    except ValueError as e:
-        raise InputError(path, f"is not valid JSON ({e})", "re-run the script that wrote it") from None
+    path = Path(model_dir) / name
+    index = read_json(path)
     if not isinstance(index, dict) or not all(type(i) is int and i >= 1 for i in index.values()):
         raise InputError(path, "is not a {word: id >= 1} index", "re-run the script that wrote it")
     return index

@@ -208,9 +208,9 @@ def create_app():
         tasks = [asyncio.create_task(batcher.run())]
 
         async def first_load():
+            if setting("RUN_DIR"):  # tells the serve command that this worker is ready
+                models.on_loaded = lambda: Path(setting("RUN_DIR"), f"ready-{os.getpid()}").touch()
             await models.reload()
-            if models.predictor is not None and setting("RUN_DIR"):  # tells the serve command
-                Path(setting("RUN_DIR"), f"ready-{os.getpid()}").write_text(str(len(models.predictor.models)))
             if setting("POLL_SECONDS") > 0:
                 await models.poll(setting("POLL_SECONDS"))
 

@@ -43,6 +43,7 @@ class ModelSet:
         self.store, self.models_dir = store, Path(models_dir)
         self.predictor, self.error, self.generation = None, "loading the models", 0
         self.signature = self.refused = None
+        self.on_loaded = lambda: None  # called after each successful load
         self._lock = asyncio.Lock()
 
     def _load(self):
@@ -71,6 +72,7 @@ class ModelSet:
             self.generation += 1
             log.info("serving %d models (generation %d): %s", len(predictor.models), self.generation,
                      ", ".join(predictor.models))
+            self.on_loaded()
             return None
 
     async def poll(self, seconds):
@@ -79,7 +81,7 @@ class ModelSet:
         while True:
             await asyncio.sleep(seconds)
             signature = await loop.run_in_executor(None, folder_signature, self.models_dir)
-            if self.predictor is not None and signature not in (self.signature, self.refused):
+            if signature not in (self.signature, self.refused):
                 log.info("%s changed: reloading", self.models_dir)
                 await self.reload()
 

@@ -235,15 +235,15 @@ def external_manifest(store):
             "labels": list(TOPICS), "sequence_length": 150}
 
 
-def test_a_baseline_models_manifest_is_refused_by_the_external_predictor(store):
+def test_a_baseline_manifest_is_accepted_from_any_store_but_an_unknown_kind_is_refused(tmp_path, store):
     from external_embeddings.predictor import check_manifest
 
-    manifest = dict(external_manifest(store), kind="baseline")
+    other = EmbeddingStore.open(make_store(tmp_path / "other", seed=1))
+    check_manifest(dict(external_manifest(other), kind="baseline"), "b/manifest.json", store)  # vectors inside it
     with pytest.raises(InputError) as raised:
-        check_manifest(manifest, "output/pretrained_word_embeddings/manifest.json", store)
-    assert str(raised.value) == ("output/pretrained_word_embeddings/manifest.json: is a baseline model, not an "
-                                 "external one (its vectors are inside it); serve only models from "
-                                 "pretrained_external_word_embeddings.py")
+        check_manifest(dict(external_manifest(store), kind="onnx"), "output/x/manifest.json", store)
+    assert str(raised.value) == ("output/x/manifest.json: is a onnx model, not an external or baseline one; "
+                                 "serve only models from the two scripts")
 
 
 def test_an_external_model_from_another_store_is_refused(tmp_path, store):

@@ -12,7 +12,6 @@ import pytest
 from conftest import ROOT, vector_rows, write_vectors
 from external_embeddings import InputError, tokenizer
 from external_embeddings.predictor import Predictor
-from external_embeddings.store import EmbeddingStore
 
 TEXTS = ["The rocket reached orbit around the moon.", "The doctor saw a patient with a virus.",
          "The pitcher threw in the ninth inning\nand the team won."]

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import httpx
@@ -31,13 +32,15 @@ def free_port():
 def serve(store, models, *options):
     """Start ``serve`` and return (process, url, ready line) once it says it is ready."""
     port = free_port()
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block the server
     proc = subprocess.Popen([sys.executable, "-m", "external_embeddings", "serve", "--store", str(store.path),
                              "--models", str(models), "--port", str(port), *options],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
     line = proc.stdout.readline()  # the ready line, or "" if it exited
     if not line.startswith("Serving"):
         stop(proc)
-        pytest.fail(f"the server did not start: {line}{proc.stderr.read()[-3000:]}")
+        log.seek(0)
+        pytest.fail(f"the server did not start: {line}{log.read()[-3000:]}")
     return proc, f"http://127.0.0.1:{port}", line
 
 
@@ -269,3 +272,35 @@ def test_serve_refuses_a_bad_store_or_model_before_starting(served, models, tmp_
         done = subprocess.run([sys.executable, "-m", "external_embeddings", "serve", *map(str, options)],
                               capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert done.returncode == 2 and done.stderr.startswith("error: ") and len(done.stderr.splitlines()) == 1
+
+
+def test_a_damaged_model_at_start_keeps_readyz_503_until_the_folder_is_fixed(served, models, tmp_path):
+    _, store = served
+    folder = tmp_path / "models"
+    shutil.copytree(models / "a", folder / "a")
+    good = (folder / "a" / "pretrained_external_word_embeddings" / "model.keras").read_bytes()
+    (folder / "a" / "pretrained_external_word_embeddings" / "model.keras").write_bytes(b"damaged")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "external_embeddings", "serve", "--store", str(store.path),
+                             "--models", str(folder), "--port", str(port), "--poll-seconds", "0.3"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            deadline = time.monotonic() + 120  # bounds a failing test only
+            answer = None
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    answer = client.get("/readyz")
+                    if "damaged" in answer.text:
+                        break
+                except httpx.TransportError:  # not listening yet
+                    pass
+                time.sleep(0.2)
+            assert answer is not None and answer.status_code == 503 and "is damaged" in answer.json()["error"]
+            assert client.get("/healthz").status_code == 200
+            assert client.post("/v1/predict", json={"texts": ["a"]}).status_code == 503
+            (folder / "a" / "pretrained_external_word_embeddings" / "model.keras").write_bytes(good)
+            assert proc.stdout.readline().startswith("Serving 1 models")  # once the fixed model loaded
+            assert client.get("/readyz").status_code == 200
+    finally:
+        stop(proc)
