@@ -1,18 +1,17 @@
-"""The command line: ``python -m external_embeddings convert|predict|verify|serve ...``."""
+"""The command line: ``python -m external_embeddings convert|verify|predict|score|serve ...``."""
 
 import argparse
-import codecs
 import contextlib
 import itertools
 import json
 import os
-import re
 import signal
 import sys
 import time
 from pathlib import Path
 
 from .errors import InputError, reported
+from .text_files import file_lines
 from .tokenizer import check_texts
 
 
@@ -60,31 +59,6 @@ def _verify(args):
           f"fingerprint {store.fingerprint[:16]} verified.")
 
 
-_ESCAPE = re.compile(r"\\([\\n])")
-
-
-def unescape(line):
-    """A line of a --file as its text: ``\\n`` is a newline and ``\\\\`` a backslash; other backslashes stay."""
-    return _ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else "\\", line)
-
-
-def _file_lines(path):
-    """Yield (line number, text) of a --file: split on "\\n" alone, as "one text per line" says.
-
-    ``str.splitlines`` would also split on form feeds and other separators that real posts hold,
-    so the file is read as bytes. A UTF-8 BOM and a CRLF line end are not part of the text.
-    """
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            raw = raw.removesuffix(b"\n").removesuffix(b"\r")
-            if number == 1:
-                raw = raw.removeprefix(codecs.BOM_UTF8)
-            try:
-                yield number, unescape(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise InputError(path, "is not UTF-8", "re-save it as UTF-8", number) from None
-
-
 def _texts(args):
     """(line number or None, text) pairs: the command-line texts, or a --file's lines, read lazily.
 
@@ -102,11 +76,11 @@ def _texts(args):
     if not path.is_file():
         raise InputError(path, "is not a file", "give a file with one text per line")
     try:
-        if not sum(1 for _ in _file_lines(path)):  # reads every line, to check each one
+        if not sum(1 for _ in file_lines(path)):  # reads every line, to check each one
             raise InputError(path, "holds no texts", "write one text per line")
     except OSError as e:
         raise InputError(path, f"cannot be read ({e.strerror or e})", "check that the file is readable") from None
-    return _file_lines(path)
+    return file_lines(path)
 
 
 def _predict(args):
@@ -130,6 +104,24 @@ def _predict(args):
             for name, r in result.items():
                 note = " (no known word: the answer for an empty text)" if not r["known_words"] else ""
                 print(f"  {name}: {r['label']} ({r['probability']:.3f}), {r['known_words']:,} known words{note}")
+
+
+def _ray_on_loopback(address):
+    """A cluster on this machine only (ray start --head --node-ip-address=127.0.0.1): without this,
+    Ray rewrites 127.0.0.1 to the machine's network address, where nothing listens."""
+    if address and address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost"):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def _score(args):
+    _ray_on_loopback(args.address)
+    try:
+        from . import ray_score
+    except ImportError as e:
+        raise InputError("score", f"needs Ray ({e})", 'pip install "ray[data,serve]" (see requirements.txt)') from None
+    summary = ray_score.score(args.store, args.models, args.input, args.output, address=args.address,
+                              actors=args.actors, probabilities=args.probabilities, progress=not args.quiet)
+    print(ray_score.report(summary))
 
 
 def _check_models(store, models_dir):
@@ -158,7 +150,7 @@ def _serve(args):
 
     from .store import EmbeddingStore
 
-    for name in ("port", "workers", "max_texts", "max_bytes", "batch_texts"):
+    for name in ("port", "workers", "replicas", "max_texts", "max_bytes", "batch_texts"):
         if getattr(args, name) < (0 if name in ("port", "batch_texts") else 1):
             raise InputError("command line", f"--{name.replace('_', '-')} {getattr(args, name)} is too small",
                              "give a positive number")
@@ -166,13 +158,20 @@ def _serve(args):
         raise InputError("command line", "--batch-wait-ms and --poll-seconds must be >= 0", "give 0 or more")
     store = EmbeddingStore.open(args.store, verify=True)
     dirs = _check_models(store, args.models)
-    store_path = store.path.resolve()
+    store_path, fingerprint = store.path.resolve(), store.fingerprint
     del store  # unmapped: only the workers map the store, so their PSS counts it once
+    settings = {f"KEE_SERVE_{key.upper()}": str(value) for key, value in vars(args).items() if key in (
+        "max_texts", "max_bytes", "batch_texts", "batch_wait_ms", "poll_seconds")}
+    settings.update(KEE_SERVE_STORE=str(store_path), KEE_SERVE_MODELS=str(Path(args.models).resolve()),
+                    KEE_SERVE_TOKEN=args.token or "")
+    if args.ray:
+        _ray_on_loopback(args.address)
+        from . import ray_serve
+
+        return ray_serve.serve_until_stopped(settings, fingerprint, args.address, args.replicas, args.host,
+                                             args.port, len(dirs))
     with tempfile.TemporaryDirectory(prefix="kee-serve-") as run_dir:
-        os.environ.update({f"KEE_SERVE_{key.upper()}": str(value) for key, value in vars(args).items() if key in (
-            "max_texts", "max_bytes", "batch_texts", "batch_wait_ms", "poll_seconds")})
-        os.environ.update(KEE_SERVE_STORE=str(store_path), KEE_SERVE_MODELS=str(Path(args.models).resolve()),
-                          KEE_SERVE_RUN_DIR=run_dir, KEE_SERVE_TOKEN=args.token or "")
+        os.environ.update(settings, KEE_SERVE_RUN_DIR=run_dir)
         if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.makedirs(Path(run_dir) / "metrics")  # so /metrics sums every worker, whichever answers
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(run_dir) / "metrics")
@@ -214,6 +213,17 @@ def main(argv=None):
                          "stands for a newline and \\\\ for a backslash")
     predict.add_argument("texts", nargs="*", metavar="TEXT")
     predict.set_defaults(run=_predict)
+    score = commands.add_parser("score", help="run every model on every text of a file, on Ray Data, into Parquet")
+    score.add_argument("--store", required=True, help="the store; every node needs a copy at this path")
+    score.add_argument("--models", required=True, help="a folder; every node needs a copy at this path")
+    score.add_argument("--input", required=True, help="one text per line (as predict --file), .jsonl with a "
+                       "'text' field, or .parquet with a 'text' column (an 'id' field or column is kept)")
+    score.add_argument("--output", required=True, help="the .parquet file to write; it must not exist")
+    score.add_argument("--address", help="a running Ray cluster (ray start --head); without it Ray starts here")
+    score.add_argument("--actors", type=int, help="actors, one CPU each (default: every CPU of the cluster)")
+    score.add_argument("--probabilities", action="store_true", help="also write every label's probability")
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    score.set_defaults(run=_score)
     serve = commands.add_parser("serve", help="serve every model under --models over HTTP (see README: Serving)")
     serve.add_argument("--store", required=True)
     serve.add_argument("--models", required=True, help="a folder; every model.keras below it is served")
@@ -229,6 +239,9 @@ def main(argv=None):
     serve.add_argument("--batch-wait-ms", type=float, default=0.0, help="micro-batching: longest wait for more")
     serve.add_argument("--poll-seconds", type=float, default=2.0, help="reload when --models changes; 0: never")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--ray", action="store_true", help="serve on Ray Serve: replicas across a Ray cluster's nodes")
+    serve.add_argument("--address", help="with --ray: a running Ray cluster (ray start --head); else Ray starts here")
+    serve.add_argument("--replicas", type=int, default=1, help="with --ray: replicas, one CPU each")
     serve.set_defaults(run=_serve)
     args = parser.parse_args(argv)
     try:

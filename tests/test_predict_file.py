@@ -4,14 +4,14 @@ import codecs
 
 import pytest
 
-from external_embeddings.cli import _file_lines, unescape
+from external_embeddings.text_files import file_lines, unescape
 from external_embeddings.errors import InputError
 
 
 def lines_of(tmp_path, data):
     path = tmp_path / "texts.txt"
     path.write_bytes(data)
-    return list(_file_lines(path))
+    return list(file_lines(path))
 
 
 def test_only_newline_splits_texts(tmp_path):

@@ -1,0 +1,318 @@
+"""``score``: every model on every text of a file, on Ray Data, into one Parquet file.
+
+A thin adapter over ``Predictor``. The driver reads and checks the input (so a bad file is one
+error before any work, and bad rows are counted, not fatal), Ray Data hands batches to a pool
+of actors that each open the store and the models once, in ``__init__``, and the driver writes
+the answers in input order into one Parquet file beside the target, renamed into place only
+when complete. The driver writes, not the workers, because on a cluster a worker's local path
+is on another machine.
+"""
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import InputError
+from .text_files import file_lines
+from .tokenizer import check_texts
+
+BLOCK_ROWS = 1024  # rows a block carries to an actor: big enough to batch, small enough to spread
+BATCH_ROWS = 256  # rows an actor runs at once (the predictor's own batch size)
+PARQUET = (".parquet", ".pq")
+JSON_LINES = (".jsonl", ".ndjson")
+
+
+def problem(text):
+    """Why a row cannot be scored (a short reason for the output's ``error`` column), or None."""
+    if text is None:
+        return "no text"
+    if not isinstance(text, str):
+        return f"not a string ({type(text).__name__})"
+    try:
+        check_texts([text])
+    except InputError:
+        return "not valid UTF-8"
+    return None if text.strip() else "empty"
+
+
+def _read_json_lines(path):
+    texts, ids, has_id = [], [], False
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            raw = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
+            if not raw.strip():
+                texts.append(None), ids.append(None)
+                continue
+            try:
+                value = json.loads(raw)
+            except UnicodeDecodeError:
+                raise InputError(path, "is not UTF-8", "re-save it as UTF-8", number) from None
+            except ValueError as e:
+                raise InputError(path, f"is not JSON Lines ({e})", 'write one object such as {"text": "..."} a line',
+                                 number) from None
+            value = value if isinstance(value, dict) else {}
+            has_id = has_id or "id" in value
+            texts.append(value.get("text", None)), ids.append(value.get("id"))
+    return texts, ids if has_id else None
+
+
+def _id_column(ids):
+    """Ids as one Arrow column: as they are when they share a type, else each as its JSON text."""
+    try:
+        return pa.array(ids)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if i is None else i if isinstance(i, str) else json.dumps(i) for i in ids])
+
+
+def read_input(path):
+    """The input as a table: ``row`` (line or row number from 1), ``id`` if the input has one,
+    ``text`` (null where the row is bad) and ``error`` (why a row is bad, else null)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "does not exist" if not path.exists() else "is not a file",
+                         "give a text file (one text per line), a .jsonl file or a .parquet file")
+    ids = None
+    try:
+        if path.suffix.lower() in PARQUET:
+            try:
+                table = pq.read_table(path)
+            except (pa.ArrowException, OSError) as e:
+                raise InputError(path, f"is not a readable Parquet file ({e})", "write it again") from None
+            if "text" not in table.column_names:
+                raise InputError(path, f"has no column 'text' (its columns: {', '.join(table.column_names)})",
+                                 "name the column of texts 'text'")
+            if not (pa.types.is_string(table["text"].type) or pa.types.is_large_string(table["text"].type)):
+                raise InputError(path, f"has a 'text' column of {table['text'].type}, not of strings",
+                                 "store the texts as strings")
+            texts = table["text"].to_pylist()
+            ids = table["id"] if "id" in table.column_names else None
+        elif path.suffix.lower() in JSON_LINES:
+            texts, found = _read_json_lines(path)
+            ids = None if found is None else _id_column(found)
+        else:
+            texts = [text for _, text in file_lines(path)]
+    except OSError as e:
+        raise InputError(path, f"cannot be read ({e.strerror or e})", "check that the file is readable") from None
+    if not texts:
+        raise InputError(path, "holds no rows", "give a file with at least one text")
+    errors = [problem(text) for text in texts]
+    columns = {"row": pa.array(range(1, len(texts) + 1), pa.int64())}
+    if ids is not None:
+        columns["id"] = ids
+    columns["text"] = pa.array([t if e is None else None for t, e in zip(texts, errors)], pa.string())
+    columns["error"] = pa.array(errors, pa.string())
+    return pa.table(columns)
+
+
+def open_node_store(store_path, fingerprint):
+    """This node's copy of the store, verified; refused if it is not the driver's (another fingerprint).
+
+    Each node maps its own copy, and answers must not depend on the node that gives them.
+    """
+    import ray
+
+    from .store import EmbeddingStore
+
+    store = EmbeddingStore.open(store_path, verify=True)
+    if store.fingerprint != fingerprint:
+        raise InputError(f"{store.path} on node {ray.util.get_node_ip_address()}", f"has fingerprint "
+                         f"{store.fingerprint[:12]}, the driver's copy has {fingerprint[:12]}", "copy the same store "
+                         "to every node (python -m external_embeddings verify STORE prints the fingerprint)")
+    return store
+
+
+class Scorer:
+    """A Ray Data actor: the store and every model opened once, then batch after batch.
+
+    It refuses to start when its node's copy of the store is not the driver's.
+    """
+
+    def __init__(self, store_path, models_dir, fingerprint, probabilities):
+        import ray
+
+        store = open_node_store(store_path, fingerprint)
+        cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)) or 1
+        import tensorflow as tf  # before any model: TF would otherwise use every core of the node
+
+        tf.config.threading.set_intra_op_parallelism_threads(cpus)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        from .predictor import Predictor
+
+        self.predictor, self.probabilities = Predictor(store, models_dir), probabilities
+        fields = [("row", pa.int64()), ("error", pa.string())]
+        for name, (_, manifest, _) in self.predictor.models.items():
+            fields += [(f"{name}/label", pa.string()), (f"{name}/probability", pa.float64()),
+                       (f"{name}/known_words", pa.int64())]
+            if probabilities:
+                fields.append((f"{name}/probabilities", pa.struct([(label, pa.float64())
+                                                                   for label in manifest["labels"]])))
+        self.schema = pa.schema(fields)
+
+    def __call__(self, batch):
+        texts, errors = batch["text"].to_pylist(), batch["error"].to_pylist()
+        good = [i for i, error in enumerate(errors) if error is None]
+        answers = [None] * len(texts)
+        for i, result in zip(good, self.predictor.stream(texts[i] for i in good)):
+            answers[i] = result
+        columns = [batch["row"], batch["error"]]
+        for name in self.predictor.models:
+            mine = [None if a is None else a[name] for a in answers]
+            columns += [[None if a is None else a[key] for a in mine] for key in ("label", "probability", "known_words")]
+            if self.probabilities:
+                columns.append([None if a is None else a["probabilities"] for a in mine])
+        return pa.Table.from_arrays([pa.array(c, f.type) if isinstance(c, list) else c
+                                     for c, f in zip(columns, self.schema)], schema=self.schema)
+
+
+def input_error(error):
+    """The InputError an actor raised, from inside Ray's wrappers, or None.
+
+    A task's error keeps its cause; an actor that died in ``__init__`` keeps only the text of
+    its traceback, whose last line is the error's message.
+    """
+    seen, marker = set(), f"{InputError.__module__}.{InputError.__name__}: "
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, InputError):
+            return error
+        if marker in str(error):
+            where, _, problem = str(error).rsplit(marker, 1)[1].splitlines()[0].partition(": ")
+            return InputError(where, problem)
+        error = getattr(error, "cause", None) or error.__cause__ or error.__context__
+    return None
+
+
+@contextlib.contextmanager
+def connected(address=None, cpus=None, runtime_env=None):
+    """Connect to a Ray cluster, or start a quiet local one (127.0.0.1, no dashboard); always disconnect."""
+    import ray
+
+    if ray.is_initialized():  # a caller (a test) already connected: use its cluster, leave it running
+        yield ray
+        return
+    options = dict(address=address, log_to_driver=False, logging_level=logging.ERROR, runtime_env=runtime_env)
+    if address is None:
+        options.update(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+    try:
+        ray.init(**options)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise InputError(f"--address {address}", f"cannot connect to a Ray cluster ({e})",
+                         "start one with: ray start --head, or leave --address out") from None
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    # SIGTERM (kill, systemd, Kubernetes) stops Ray as Ctrl-C does, rather than leaving it running.
+    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def package_env():
+    """Ship this package to every node, so workers import the same code as the driver."""
+    return {"py_modules": [str(Path(__file__).resolve().parent)], "excludes": ["__pycache__"]}
+
+
+def _on_every_node(path):
+    """A path as each node should read it: absolute, except that ``~`` is each node's own home."""
+    return str(path) if str(path).startswith("~") else str(Path(path).resolve())
+
+
+def score(store_path, models_dir, input_path, output_path, address=None, actors=None, probabilities=False,
+          progress=True):
+    """Score ``input_path`` into ``output_path``; return a summary dict (rows, scored, bad, models, seconds)."""
+    from .store import EmbeddingStore
+
+    started = time.perf_counter()
+    output = Path(output_path)
+    if actors is not None and actors < 1:
+        raise InputError("--actors", f"is {actors}", "give 1 or more")
+    if output.exists():
+        raise InputError(output, "already exists", "choose another --output, or delete it to score again")
+    if not Path(models_dir).is_dir():
+        raise InputError(models_dir, "is not a folder", "give the folder holding the trained models")
+    fingerprint = EmbeddingStore.open(store_path, verify=True).fingerprint
+    table = read_input(input_path)
+    with connected(address, actors, package_env()) as ray:
+        data = ray.data.DataContext.get_current()
+        data.execution_options.preserve_order = True
+        data.enable_progress_bars = False
+        data.print_on_execution_start = False
+        data.max_consecutive_actor_init_deaths = 0  # a node that refuses will refuse again: stop at once
+        for name in ("ray", "ray.data"):  # its errors reach us as exceptions, and are reported as one line
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        size = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        blocks = [table.slice(start, BLOCK_ROWS).select(["row", "text", "error"])
+                  for start in range(0, len(table), BLOCK_ROWS)]
+        dataset = ray.data.from_arrow(blocks).map_batches(
+            Scorer, fn_constructor_args=(_on_every_node(store_path), _on_every_node(models_dir), fingerprint,
+                                         probabilities),
+            batch_size=BATCH_ROWS, batch_format="pyarrow", num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=min(size, len(blocks))))  # no actor without a block
+        output.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(prefix=f".{output.name}.partial-", dir=output.parent)
+        os.close(handle)
+        os.chmod(partial, 0o644)  # mkstemp makes it private; the answers are for everyone who may read the folder
+        try:
+            models = _write(dataset, table, partial, progress)
+            os.link(partial, output)  # fails, and changes nothing, if the output appeared meanwhile
+        except FileExistsError:
+            raise InputError(output, "appeared while scoring", "choose another --output") from None
+        except Exception as e:
+            raise input_error(e) or e
+        finally:
+            os.unlink(partial)
+    bad = collections.Counter(e for e in table["error"].to_pylist() if e is not None)
+    return {"rows": len(table), "scored": len(table) - sum(bad.values()), "bad": dict(bad), "models": models,
+            "seconds": time.perf_counter() - started, "output": output}
+
+
+def _write(dataset, table, path, progress):
+    """Write the actors' answers in input order beside the input's ids; return the model count."""
+    from tqdm import tqdm
+
+    writer, expected, models = None, 1, 0
+    with tqdm(total=len(table), unit=" texts", disable=not progress, leave=False) as bar:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            rows = batch["row"]
+            if len(batch) and rows[0].as_py() != expected:  # preserve_order promises this; check it
+                raise RuntimeError(f"Ray returned row {rows[0].as_py()} where row {expected} was due")
+            if "id" in table.column_names:
+                batch = batch.add_column(1, "id", table["id"].slice(expected - 1, len(batch)))
+            if writer is None:
+                writer = pq.ParquetWriter(path, batch.schema)
+                models = sum(name.endswith("/label") for name in batch.column_names)
+            elif batch.schema != writer.schema:
+                raise InputError("--models", "hold other models on some nodes", "copy the same models to every node")
+            writer.write_table(batch)
+            expected += len(batch)
+            bar.update(len(batch))
+    if writer is not None:
+        writer.close()
+    if expected != len(table) + 1:
+        raise RuntimeError(f"Ray returned {expected - 1} of {len(table)} rows")
+    return models
+
+
+def report(summary):
+    """One line for the command line: what was scored, how fast, and the bad rows by reason."""
+    seconds = summary["seconds"]
+    line = (f"Scored {summary['scored']:,} of {summary['rows']:,} rows with {summary['models']} models into "
+            f"{summary['output']} in {seconds:,.1f} s ({summary['rows'] / seconds:,.1f} rows/s)")
+    if summary["bad"]:
+        reasons = ", ".join(f"{n:,} {reason}" for reason, n in sorted(summary["bad"].items()))
+        line += f"; {sum(summary['bad'].values()):,} bad rows ({reasons}) have no labels, see their 'error' column"
+    return line + "."

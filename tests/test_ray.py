@@ -1,0 +1,279 @@
+"""``score`` on a real local Ray cluster of two nodes (one CPU each), shared by every test here.
+
+The nodes share this machine's disk, so to give one node another copy of the store, each node
+gets its own HOME and the store is named ``~/store``: a ``~`` path is expanded on each node.
+"""
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+# Ray rewrites a 127.0.0.1 address to the machine's network address unless it believes it runs
+# on one machine only; the nodes here listen on 127.0.0.1. Set before Ray is imported.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+ray = pytest.importorskip("ray")
+
+from conftest import ROOT, vector_rows  # noqa: E402
+from external_embeddings import InputError, ray_score  # noqa: E402
+from external_embeddings.predictor import Predictor  # noqa: E402
+from external_embeddings.store import write_store  # noqa: E402
+
+MODELS = ["a/pretrained_external_word_embeddings", "b/pretrained_external_word_embeddings"]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """Two Ray nodes on 127.0.0.1 with one CPU and their own HOME each; always shut down."""
+    from ray.cluster_utils import Cluster
+
+    homes = [tmp_path_factory.mktemp("home1"), tmp_path_factory.mktemp("home2")]
+    node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "env_vars": {"HOME": str(homes[0])}})
+    try:
+        cluster.add_node(**node, env_vars={"HOME": str(homes[1])})
+        ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.ERROR,
+                 runtime_env=ray_score.package_env())
+        yield cluster, homes
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def models(served):
+    work, store = served
+    return work / "models", store
+
+
+def expected(store, models_dir, texts):
+    """What ``Predictor.predict`` answers in this process, for comparison."""
+    return Predictor(store, models_dir).predict(texts)
+
+
+def check_scores(table, texts, answers, probabilities=False):
+    """Every good row's label and probability equal the predictor's; bad rows have none."""
+    good = [i for i, text in enumerate(texts) if text is not None]
+    assert len(answers) == len(good)
+    for name in MODELS:
+        labels = table[f"{name}/label"].to_pylist()
+        probability = table[f"{name}/probability"].to_pylist()
+        for i, answer in zip(good, answers):
+            assert labels[i] == answer[name]["label"]
+            assert probability[i] == pytest.approx(answer[name]["probability"], abs=1e-5)
+            if probabilities:
+                got = table[f"{name}/probabilities"][i].as_py()
+                assert got == pytest.approx(answer[name]["probabilities"], abs=1e-5)
+        assert all(labels[i] is None for i in range(len(texts)) if i not in good)
+
+
+TEXTS = ["The rocket reached orbit around the moon.", "The doctor saw a patient\nwith a virus.",
+         "The pitcher threw in the ninth inning and the team won.", "nasa shuttle launch to the planet",
+         "hockey coach and the goal", "drug therapy in the clinic"]
+
+
+def test_score_a_text_file_from_the_command_line_equals_predict(cluster, models, tmp_path):
+    models_dir, store = models
+    lines = [t.replace("\n", "\\n") for t in TEXTS[:3]] + [""] + [t for t in TEXTS[3:]]
+    (tmp_path / "in.txt").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    done = subprocess.run([sys.executable, "-m", "external_embeddings", "score", "--store", store.path,
+                           "--models", models_dir, "--input", tmp_path / "in.txt", "--output", tmp_path / "out.parquet",
+                           "--address", cluster[0].address, "--probabilities", "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "Scored 6 of 7 rows with 2 models" in done.stdout and "1 bad rows (1 empty)" in done.stdout
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table["row"].to_pylist() == list(range(1, 8))
+    assert table["error"].to_pylist() == [None] * 3 + ["empty"] + [None] * 3
+    texts = TEXTS[:3] + [None] + TEXTS[3:]
+    check_scores(table, texts, expected(store, models_dir, TEXTS), probabilities=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["in.txt", "out.parquet"] or \
+        sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.parquet"]
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_score_json_lines_and_parquet_on_both_nodes_keeps_order_and_ids(cluster, models, tmp_path, monkeypatch, kind):
+    models_dir, store = models
+    monkeypatch.setattr(ray_score, "BLOCK_ROWS", 2)  # several blocks, so both nodes' actors take some
+    rows = [{"id": f"doc-{i}", "text": text} for i, text in enumerate(TEXTS * 3)]
+    rows[4]["text"] = "   "  # empty
+    if kind == "jsonl":
+        rows[7]["text"] = 42  # not a string
+        del rows[9]["text"]  # no text
+        path = tmp_path / "in.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        bad = {4: "empty", 7: "not a string (int)", 9: "no text"}
+    else:
+        rows[9]["text"] = None  # a null
+        path = tmp_path / "in.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        bad = {4: "empty", 9: "no text"}
+    summary = ray_score.score(store.path, models_dir, path, tmp_path / "out.parquet", progress=False)
+    assert summary["bad"] == {reason: 1 for reason in bad.values()}
+    assert summary["scored"] == len(rows) - len(bad) and summary["models"] == 2
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table["row"].to_pylist() == list(range(1, len(rows) + 1))
+    assert table["id"].to_pylist() == [row["id"] for row in rows]
+    assert table["error"].to_pylist() == [bad.get(i) for i in range(len(rows))]
+    texts = [None if i in bad else row["text"] for i, row in enumerate(rows)]
+    check_scores(table, texts, expected(store, models_dir, [t for t in texts if t is not None]))
+
+
+def test_a_node_whose_store_has_another_fingerprint_is_refused(cluster, models, tmp_path, monkeypatch):
+    (_, homes), (models_dir, store) = cluster, models
+    shutil.copytree(store.path, homes[0] / "store")  # the head node's copy: the driver's
+    rows = vector_rows(seed=5)  # the other node's copy: other vectors
+    write_store([w for w, _ in rows], np.array([v for _, v in rows], dtype=np.float32), homes[1] / "store",
+                {"file": "other"})
+    monkeypatch.setenv("HOME", str(homes[0]))
+    monkeypatch.setattr(ray_score, "BLOCK_ROWS", 1)  # a block for each node's actor
+    (tmp_path / "in.txt").write_text("orbit rocket\ndoctor patient\n")
+    with pytest.raises(InputError, match=r"store on node 127\.0\.0\.1: has fingerprint \w+, the driver's copy has"):
+        ray_score.score("~/store", models_dir, tmp_path / "in.txt", tmp_path / "out.parquet", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]  # nothing half-written
+
+
+def run_score(*args):
+    return subprocess.run([sys.executable, "-m", "external_embeddings", "score", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("in.jsonl", b'{"text": "fine"}\n{"text": "cut\n', r"in\.jsonl:2: is not JSON Lines"),
+    ("in.txt", b"fine\n\xff\xfe\n", r"in\.txt:2: is not UTF-8"),
+    ("in.parquet", b"PAR1 not really", r"in\.parquet: is not a readable Parquet file"),
+    ("in.csv", b"", r"in\.csv: holds no rows"),
+])
+def test_a_bad_input_file_is_one_error_before_ray_starts(models, tmp_path, name, content, message):
+    models_dir, store = models
+    (tmp_path / name).write_bytes(content)
+    done = run_score("--store", store.path, "--models", models_dir, "--input", tmp_path / name,
+                     "--output", tmp_path / "out.parquet", "--address", "127.0.0.1:1")  # never reached
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error: ")
+    assert __import__("re").search(message, done.stderr), done.stderr
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_score_refuses_an_existing_output_and_a_parquet_without_text(models, tmp_path):
+    models_dir, store = models
+    (tmp_path / "out.parquet").write_bytes(b"keep me")
+    with pytest.raises(InputError, match="out.parquet: already exists; choose another --output"):
+        ray_score.score(store.path, models_dir, tmp_path / "none.txt", tmp_path / "out.parquet")
+    assert (tmp_path / "out.parquet").read_bytes() == b"keep me"
+    pq.write_table(pa.table({"body": ["a"]}), tmp_path / "in.parquet")
+    with pytest.raises(InputError, match=r"has no column 'text' \(its columns: body\)"):
+        ray_score.score(store.path, models_dir, tmp_path / "in.parquet", tmp_path / "new.parquet")
+    pq.write_table(pa.table({"text": [1, 2]}), tmp_path / "ints.parquet")
+    with pytest.raises(InputError, match="has a 'text' column of int64, not of strings"):
+        ray_score.score(store.path, models_dir, tmp_path / "ints.parquet", tmp_path / "new.parquet")
+
+
+# Ray Serve: the single-machine server's app as a deployment, compared with that app itself.
+
+TOKEN = "s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def serve_settings(models):
+    models_dir, store = models
+    return {"KEE_SERVE_STORE": str(store.path), "KEE_SERVE_MODELS": str(models_dir), "KEE_SERVE_TOKEN": TOKEN,
+            "KEE_SERVE_MAX_TEXTS": "8", "KEE_SERVE_POLL_SECONDS": "0"}
+
+
+@pytest.fixture(scope="module")
+def ray_server(cluster, models, serve_settings):
+    """One replica of the app on the cluster, answering on a free port of 127.0.0.1."""
+    import httpx
+    from ray import serve
+
+    from external_embeddings import ray_serve
+    from test_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    try:
+        ray_serve.start(serve_settings, models[1].fingerprint, 1, "127.0.0.1", int(url.rsplit(":", 1)[1]),
+                        proxies="HeadOnly")
+        with httpx.Client(base_url=url, headers=AUTH, timeout=60) as client:
+            wait_until_ready(client)
+            yield client
+    finally:
+        serve.shutdown()
+
+
+def wait_until_ready(client, seconds=120):
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the Ray Serve replica did not become ready"
+        time.sleep(0.5)
+
+
+REQUESTS = [("post", "/v1/predict", {"texts": TEXTS}, AUTH), ("post", "/v1/predict", {"texts": TEXTS[:2],
+            "models": [MODELS[1]], "top_k": 2}, AUTH), ("post", "/v1/predict", {"texts": ["a", 3]}, AUTH),
+            ("post", "/v1/predict", {"texts": TEXTS + TEXTS}, AUTH), ("post", "/v1/predict", {"texts": ["x"]}, {}),
+            ("get", "/v1/models", None, AUTH), ("get", "/v1/nowhere", None, AUTH), ("get", "/v1/predict", None, AUTH)]
+
+
+def test_ray_serve_answers_as_the_single_machine_server(ray_server, serve_settings, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from external_embeddings.server import create_app
+
+    for name, value in serve_settings.items():
+        monkeypatch.setenv(name, value)
+    with TestClient(create_app(), base_url="http://local", headers=AUTH) as local:
+        wait_until_ready(local)
+        for method, path, body, headers in REQUESTS:
+            options = {"headers": {**headers, "Authorization": headers.get("Authorization", "")}}
+            if body is not None:
+                options["json"] = body
+            mine, theirs = ray_server.request(method, path, **options), local.request(method, path, **options)
+            assert mine.status_code == theirs.status_code, (method, path, mine.text)
+            assert mine.json() == approx_json(theirs.json()), (method, path)
+
+
+def approx_json(value):
+    """Floats equal to 1e-5 (two processes may round the last bits of a model's output apart)."""
+    if isinstance(value, float):
+        return pytest.approx(value, abs=1e-5)
+    if isinstance(value, dict):
+        return {k: approx_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [approx_json(v) for v in value]
+    return value
+
+
+def test_a_killed_replica_is_restarted_and_a_retried_request_succeeds(ray_server):
+    import httpx
+
+    before = ray_server.post("/v1/predict", json={"texts": TEXTS}).json()
+    pid = ray_server.get("/healthz").json()["worker"]
+    os.kill(pid, signal.SIGKILL)
+    deadline, answer = time.monotonic() + 120, None
+    while answer is None or answer.status_code != 200:  # the client's retry
+        assert time.monotonic() < deadline, "no replica answered after the kill"
+        try:
+            answer = ray_server.post("/v1/predict", json={"texts": TEXTS})
+        except httpx.HTTPError:
+            pass
+        if answer is None or answer.status_code != 200:
+            time.sleep(0.5)
+    assert answer.json() == approx_json(before)
+    assert ray_server.get("/healthz").json()["worker"] != pid
