@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 import config
 from external_embeddings import errors, settings, sources, tokenizer

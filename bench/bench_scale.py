@@ -420,7 +420,6 @@ def table(f):
             continue
         base_k, ext_k = ram[name][k_max], ram["external"].get(k_max)
         cross = crossing(ks, ram["external"], ram[name])
-        note = f"store mapped once: {mb(f['store_bytes'])} on disk, once, for all models"
         out.append(common.row(f"RAM, 2 processes, sum of PSS growth, K={k_max}, baseline {vocabulary:,} words",
                               mb(base_k), mb(ext_k) if ext_k is not None else "-",
                               f"{base_k / ext_k:,.1f}x" if ext_k else "-",

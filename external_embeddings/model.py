@@ -30,15 +30,19 @@ def conv_classifier(inputs, x, num_classes):
     return model
 
 
-def read_manifest(model_dir):
-    """The manifest saved beside a model; an InputError when it is missing or unreadable."""
-    path = Path(model_dir) / MANIFEST_FILE
+def read_json(path, missing_fix="copy the whole folder the script wrote"):
+    """A JSON file a script wrote beside a model; an InputError when it is missing or damaged."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError(path, "is missing", "give a folder written by one of the two scripts") from None
+        raise InputError(path, "is missing", missing_fix) from None
     except ValueError as e:
         raise InputError(path, f"is not valid JSON ({e})", "re-run the script that wrote it") from None
+
+
+def read_manifest(model_dir):
+    """The manifest saved beside a model; an InputError when it is missing or unreadable."""
+    return read_json(Path(model_dir) / MANIFEST_FILE, "give a folder written by one of the two scripts")
 
 
 def load_model(model_dir):

@@ -18,14 +18,13 @@ check manifests without starting TensorFlow before it spawns its workers.
 """
 
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 
 from . import tokenizer
 from .errors import InputError
-from .model import MANIFEST_FILE, MODEL_FILE, load_model, read_manifest
+from .model import MANIFEST_FILE, MODEL_FILE, load_model, read_json, read_manifest
 
 BASELINE_INDEX = "word_index.json"
 BATCH_TEXTS = 256  # texts mapped and run at a time, so memory stays flat for any number of texts
@@ -81,16 +80,6 @@ def check_model(model, manifest, where, dim):
     if tuple(model.output_shape[1:]) != (len(labels),):
         raise InputError(where, f"has {model.output_shape[-1]} outputs but its manifest names {len(labels)} labels",
                          "re-run the script that wrote it")
-
-
-def read_json(path):
-    """A JSON file a script wrote beside a model; an InputError when it is missing or damaged."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "is missing", "copy the whole folder the script wrote") from None
-    except ValueError as e:
-        raise InputError(path, f"is not valid JSON ({e})", "re-run the script that wrote it") from None
 
 
 def read_vocabulary(model_dir, manifest):
