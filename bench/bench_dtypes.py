@@ -118,7 +118,7 @@ def main(argv=None):
             f"({', '.join(f'{trained[d][s]:.4f}' for s in seeds)})",
             f"{statistics.mean(trained['float32'].values()):.4f}", f"{statistics.mean(trained[d].values()):.4f}",
             f"{mean:+.2f} pts (sd {spread:.2f})", "within 0.5 points (paired by seed)",
-            None if d == "float32" else abs(mean) <= 0.5))
+            None if d == "float32" else abs(mean) <= 0.5, f"per seed: {', '.join(f'{v:+.2f}' for v in diffs)}"))
         rows.append(common.row(f"{d}: the float32-trained models on {d} inputs (points vs float32 inputs)",
                                "0.00", f"{shift:+.2f}", f"{shift:+.2f} pts", "within 0.5 points",
                                None if d == "float32" else abs(shift) <= 0.5,

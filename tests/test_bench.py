@@ -1,4 +1,4 @@
-"""Benchmark pieces: bench_open's open vs parse, the synthetic vectors, and bench_scale --quick end to end."""
+"""Benchmark pieces: bench_open's open vs parse, the synthetic vectors, bench_scale and bench_dtypes --quick end to end."""
 
 import json
 import os
@@ -77,3 +77,20 @@ def test_scale_benchmark_quick_runs_and_reports_every_side(tmp_path):
     assert figures["dtypes"]["float16"]["bytes"] < 0.6 * figures["dtypes"]["float32"]["bytes"]
     assert {r["verdict"] for r in figures["rows"]} <= {"met", "MISSED", "n/a"} and len(figures["rows"]) >= 10
     assert (tmp_path / "results" / "scale.png").stat().st_size > 0
+
+
+def test_dtype_benchmark_quick_trains_on_every_store_and_rebuilds_the_scripts_validation_split(tmp_path):
+    """bench_dtypes --quick: one 1-epoch run per dtype on a small corpus, then the same-model rows."""
+    out = tmp_path / "dtypes.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_dtypes.py"), "--quick", "--json", str(out)],
+                          env={**os.environ, "BENCH_RESULTS_DIR": str(tmp_path / "results")}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert set(figures["trained"]) == {"float32", "float16", "int8"}
+    (seed,) = figures["seeds"]
+    same = figures["same_model"][str(seed)]
+    # The bench refuses to report unless its rebuilt split gives the run's own float32 figure.
+    assert abs(same["float32"] - figures["trained"]["float32"][str(seed)]) < 1e-6
+    assert all(0 <= accuracy <= 1 for accuracy in same.values())
+    assert [r["verdict"] for r in figures["rows"][::2]][0] == "n/a" and len(figures["rows"]) == 6
