@@ -74,7 +74,7 @@ print(len(KeyedVectors.load_word2vec_format(sys.argv[1], binary=False, no_header
 ONE_PROCESS = '''
 import sys
 from external_embeddings import cli, vectors_file
-vectors_file._workers = lambda size: 1
+vectors_file._threads = lambda size: 1
 cli.main(sys.argv[1:])
 '''
 OPEN_STORE = MAPPED_RSS + '''

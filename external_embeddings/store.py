@@ -21,6 +21,8 @@ hit is confirmed against the word's bytes in vocab.txt. This module never import
 import hashlib
 import json
 import mmap
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -81,11 +83,22 @@ def _size(n):
     return f"{n:,} bytes"
 
 
-def write_store(words, matrix, target, source, dtype="float32"):
+def _is_npy_of(path, matrix):
+    """Whether ``matrix`` is the float32 ``.npy`` file ``path``, mapped whole (as ``np.load(mmap_mode="r")`` gives)."""
+    filename = getattr(matrix, "filename", None)
+    return (filename is not None and os.path.exists(filename) and os.path.samefile(filename, path)
+            and matrix.dtype == np.dtype("<f4") and matrix.flags.c_contiguous
+            and matrix.offset + matrix.nbytes == os.path.getsize(path))
+
+
+def write_store(words, matrix, target, source, dtype="float32", rows_file=None):
     """Write a store for ``words``/``matrix`` into ``target``, atomically; returns the manifest.
 
     Everything is written into a temporary directory beside ``target`` and renamed at the end,
-    so an interrupted conversion never leaves a directory that looks like a store.
+    so an interrupted conversion never leaves a directory that looks like a store. When
+    ``matrix`` is the float32 ``.npy`` file ``rows_file`` mapped (what ``convert`` streams the
+    rows into) and the store is float32, that file is moved in as ``vectors.npy`` instead of
+    being written a second time.
     """
     target = Path(target)
     if dtype not in FORMATS:
@@ -100,15 +113,21 @@ def write_store(words, matrix, target, source, dtype="float32"):
         vectors, scales = quantize_int8(matrix)
     else:
         vectors = np.ascontiguousarray(matrix, dtype=dtype)
+    move = rows_file is not None and dtype == "float32" and _is_npy_of(rows_file, matrix)
     encoded = [w.encode("utf-8") for w in words]
     vocab_bytes = b"".join(w + b"\n" for w in encoded)
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(w) + 1 for w in encoded], out=offsets[1:])
-    hashes = word_hashes(encoded)
-    order = np.argsort(hashes, kind="stable")
+    # The matrix's SHA-256 (a second at 1.2 GB; hashlib releases the GIL) runs on a thread
+    # while this one hashes the words.
+    with ThreadPoolExecutor(1) as pool:
+        fingerprint = pool.submit(_fingerprint, vocab_bytes, vectors, scales)
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(w) + 1 for w in encoded], out=offsets[1:])
+        hashes = word_hashes(encoded)
+        order = np.argsort(hashes, kind="stable")
+        fingerprint = fingerprint.result()
     manifest = {
         "format": FORMATS[dtype], "dim": int(vectors.shape[1]), "count": int(vectors.shape[0]), "dtype": dtype,
-        "source": source, "fingerprint": _fingerprint(vocab_bytes, vectors, scales),
+        "source": source, "fingerprint": fingerprint,
     }
     # Another process may have made ``target`` while this one converted: when it holds the same
     # vectors (its fingerprint says so) it is used; otherwise the error says what happened.
@@ -117,7 +136,10 @@ def write_store(words, matrix, target, source, dtype="float32"):
     check_target(target)
     try:
         with atomic_dir(target) as tmp:
-            np.save(tmp / "vectors.npy", vectors)
+            if move:
+                os.replace(rows_file, tmp / "vectors.npy")  # same folder as the target, so same file system
+            else:
+                np.save(tmp / "vectors.npy", vectors)
             if scales is not None:
                 np.save(tmp / "scales.npy", scales)
             (tmp / "vocab.txt").write_bytes(vocab_bytes)

@@ -6,12 +6,13 @@ damaged one a single InputError that says where (row, byte offset) and leaves no
 
 import gzip
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from conftest import vector_rows
+from conftest import vector_rows, write_vectors
 from external_embeddings.sources import convert_file
 from external_embeddings.store import EmbeddingStore
 from test_bad_vectors import cli, cli_error, error, read
@@ -202,3 +203,26 @@ def test_convert_file_leaves_no_temporary_folder_and_drops_duplicates_on_disk(tm
     in_memory = read(kv_path)
     assert parsed.words == in_memory.words == [w for w, _ in rows[:-2]]
     np.testing.assert_array_equal(store.vectors, in_memory.matrix)
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_a_float32_store_takes_the_streamed_rows_file_instead_of_writing_it_again(tmp_path, monkeypatch, duplicates):
+    from external_embeddings import store as store_module
+
+    rows = vector_rows()
+    if duplicates:
+        rows = rows + [(rows[0][0], rows[1][1])]
+    saved = []
+    save = np.save
+    monkeypatch.setattr(store_module.np, "save", lambda path, array: (saved.append(Path(path).name), save(path, array)))
+    store, parsed = convert_file(write_vectors(tmp_path / "v.txt", rows), tmp_path / "store", progress=False)
+    assert "vectors.npy" not in saved and "index_rows.npy" in saved
+    assert EmbeddingStore.open(tmp_path / "store", verify="full").fingerprint == store.fingerprint
+    in_memory = read(tmp_path / "v.txt")
+    np.testing.assert_array_equal(store.vectors, in_memory.matrix)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store", "v.txt"]
+    # Another dtype is written from the rows, which are left to be removed with their folder.
+    saved.clear()
+    half, _ = convert_file(tmp_path / "v.txt", tmp_path / "half", dtype="float16", progress=False)
+    assert "vectors.npy" in saved and half.vectors.dtype == np.float16
+    np.testing.assert_array_equal(half.vectors, in_memory.matrix.astype(np.float16))
