@@ -46,13 +46,48 @@ def word_hashes(encoded_words):
     return np.frombuffer(digests, dtype="<u8")
 
 
-def _fingerprint(vocab_bytes, vectors, scales=None):
+def _mapped_file(array):
+    """The file ``array`` is mapped from when it is all of that file's data (``np.load(mmap_mode=...)``), else None."""
+    filename = getattr(array, "filename", None)
+    if filename is None or not array.flags.c_contiguous:
+        return None
+    try:
+        return filename if array.offset + array.nbytes == os.path.getsize(filename) else None
+    except OSError:
+        return None
+
+
+def _matrix_bytes(vectors, filename=None):
+    """The matrix's bytes, a slice at a time; read from ``filename`` (``_mapped_file(vectors)``) when given.
+
+    Hashing a mapped matrix through the mapping would count every page of it in this process's
+    RSS (1.2 GB at 1M x 300), though the pages are the same page cache either way. Only
+    ``write_store`` reads the file, whose rows file is its own; ``verify`` hashes the mapping
+    that the store serves, so that a file replaced meanwhile cannot pass for it.
+    """
+    if filename is None:
+        for start in range(0, len(vectors), _CHUNK):  # in slices, so a mapped matrix is not copied whole
+            yield np.ascontiguousarray(vectors[start:start + _CHUNK]).data
+        return
+    buffer = bytearray(16 << 20)
+    with open(filename, "rb") as f, memoryview(buffer) as view:
+        f.seek(vectors.offset)
+        left = vectors.nbytes
+        while left:
+            got = f.readinto(view[:min(left, len(buffer))])
+            if not got:  # the file was cut meanwhile: the fingerprint will not match
+                return
+            yield view[:got]
+            left -= got
+
+
+def _fingerprint(vocab_bytes, vectors, scales=None, filename=None):
     """SHA-256 of the words, the matrix and (int8) the scales: what a model was trained with."""
     form = FORMAT if scales is None else FORMATS["int8"]
     digest = hashlib.sha256(f"{form} {vectors.shape} {vectors.dtype.str}\n".encode())
     digest.update(vocab_bytes)
-    for start in range(0, len(vectors), _CHUNK):  # in slices, so a mapped matrix is not copied whole
-        digest.update(np.ascontiguousarray(vectors[start:start + _CHUNK]).data)
+    for chunk in _matrix_bytes(vectors, filename):
+        digest.update(chunk)
     if scales is not None:
         digest.update(np.ascontiguousarray(scales, dtype="<f4").data)
     return digest.hexdigest()
@@ -83,14 +118,6 @@ def _size(n):
     return f"{n:,} bytes"
 
 
-def _is_npy_of(path, matrix):
-    """Whether ``matrix`` is the float32 ``.npy`` file ``path``, mapped whole (as ``np.load(mmap_mode="r")`` gives)."""
-    filename = getattr(matrix, "filename", None)
-    return (filename is not None and os.path.exists(filename) and os.path.samefile(filename, path)
-            and matrix.dtype == np.dtype("<f4") and matrix.flags.c_contiguous
-            and matrix.offset + matrix.nbytes == os.path.getsize(path))
-
-
 def write_store(words, matrix, target, source, dtype="float32", rows_file=None):
     """Write a store for ``words``/``matrix`` into ``target``, atomically; returns the manifest.
 
@@ -113,13 +140,14 @@ def write_store(words, matrix, target, source, dtype="float32", rows_file=None):
         vectors, scales = quantize_int8(matrix)
     else:
         vectors = np.ascontiguousarray(matrix, dtype=dtype)
-    move = rows_file is not None and dtype == "float32" and _is_npy_of(rows_file, matrix)
+    mapped = _mapped_file(matrix) if getattr(matrix, "dtype", None) == np.dtype(dtype) else None
+    move = rows_file is not None and mapped is not None and os.path.samefile(mapped, rows_file)
     encoded = [w.encode("utf-8") for w in words]
     vocab_bytes = b"".join(w + b"\n" for w in encoded)
     # The matrix's SHA-256 (a second at 1.2 GB; hashlib releases the GIL) runs on a thread
     # while this one hashes the words.
     with ThreadPoolExecutor(1) as pool:
-        fingerprint = pool.submit(_fingerprint, vocab_bytes, vectors, scales)
+        fingerprint = pool.submit(_fingerprint, vocab_bytes, matrix if mapped else vectors, scales, mapped)
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(w) + 1 for w in encoded], out=offsets[1:])
         hashes = word_hashes(encoded)

@@ -226,3 +226,18 @@ def test_a_float32_store_takes_the_streamed_rows_file_instead_of_writing_it_agai
     half, _ = convert_file(tmp_path / "v.txt", tmp_path / "half", dtype="float16", progress=False)
     assert "vectors.npy" in saved and half.vectors.dtype == np.float16
     np.testing.assert_array_equal(half.vectors, in_memory.matrix.astype(np.float16))
+
+
+def test_duplicates_are_dropped_on_disk_chunk_by_chunk(tmp_path, monkeypatch):
+    from external_embeddings import rows_file
+
+    monkeypatch.setattr(rows_file, "_CHUNK_ROWS", 3)
+    rows = vector_rows()
+    rows = rows[:5] + [(rows[1][0], rows[9][1]), (rows[2][0], rows[8][1])] + rows[5:] + [(rows[0][0], rows[7][1])]
+    source = write_vectors(tmp_path / "dups.txt", rows)
+    on_disk = read(source, rows_path=tmp_path / "rows.npy")
+    in_memory = read(source)
+    assert on_disk.duplicates == in_memory.duplicates == 3 and on_disk.words == in_memory.words
+    np.testing.assert_array_equal(on_disk.matrix, in_memory.matrix)
+    expected = [[float(f"{x:.6f}") for x in v] for _, v in vector_rows()]  # as write_vectors wrote them
+    np.testing.assert_array_equal(in_memory.matrix, np.float32(expected))
