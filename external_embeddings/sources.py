@@ -78,7 +78,7 @@ def convert_file(source, target, dtype="float32", lenient=False, progress=True, 
         parsed = read_vectors(source, lenient=lenient, progress=progress, format=format, rows_path=rows_file)
         info = {"file": source.name, "bytes": source.stat().st_size, "duplicates": parsed.duplicates,
                 "skipped_lines": parsed.skipped_lines}
-        write_store(parsed.words, parsed.matrix, target, info, dtype=dtype, rows_file=rows_file)
+        write_store(parsed.words, parsed.matrix, target, info, dtype=dtype, rows_file=rows_file, hashes=parsed.hashes)
         store = EmbeddingStore.open(target)
         parsed.matrix = store.vectors  # the store's rows; the temporary ones are unmapped and removed
     return store, parsed

@@ -118,14 +118,14 @@ def _size(n):
     return f"{n:,} bytes"
 
 
-def write_store(words, matrix, target, source, dtype="float32", rows_file=None):
+def write_store(words, matrix, target, source, dtype="float32", rows_file=None, hashes=None):
     """Write a store for ``words``/``matrix`` into ``target``, atomically; returns the manifest.
 
     Everything is written into a temporary directory beside ``target`` and renamed at the end,
     so an interrupted conversion never leaves a directory that looks like a store. When
     ``matrix`` is the float32 ``.npy`` file ``rows_file`` mapped (what ``convert`` streams the
     rows into) and the store is float32, that file is moved in as ``vectors.npy`` instead of
-    being written a second time.
+    being written a second time. ``hashes``, when given, are ``word_hashes`` of the words.
     """
     target = Path(target)
     if dtype not in FORMATS:
@@ -145,12 +145,14 @@ def write_store(words, matrix, target, source, dtype="float32", rows_file=None):
     encoded = [w.encode("utf-8") for w in words]
     vocab_bytes = b"".join(w + b"\n" for w in encoded)
     # The matrix's SHA-256 (a second at 1.2 GB; hashlib releases the GIL) runs on a thread
-    # while this one hashes the words.
+    # while this one indexes the words.
     with ThreadPoolExecutor(1) as pool:
         fingerprint = pool.submit(_fingerprint, vocab_bytes, matrix if mapped else vectors, scales, mapped)
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(w) + 1 for w in encoded], out=offsets[1:])
-        hashes = word_hashes(encoded)
+        hashes = word_hashes(encoded) if hashes is None else np.asarray(hashes, dtype="<u8")
+        if len(hashes) != len(encoded):
+            raise ValueError(f"{len(hashes)} word hashes for {len(encoded)} words")
         order = np.argsort(hashes, kind="stable")
         fingerprint = fingerprint.result()
     manifest = {

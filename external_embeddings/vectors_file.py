@@ -49,6 +49,7 @@ class VectorsFile:
     duplicates: int = 0  # later repeats of a word; the first one is kept
     skipped_lines: int = 0  # lines skipped because they were not UTF-8 (only with lenient=True)
     header: tuple = None  # (count, dim) when the file had a word2vec/fastText header
+    hashes: np.ndarray = None  # store.word_hashes of the words, made while later pieces were parsed
 
 
 def _fail(path, problem, fix, line=None):
@@ -382,6 +383,7 @@ def read_vectors(path, lenient=False, progress=True, format="auto", rows_path=No
     """
     from .formats import detect_format, binary_pieces, gensim_pieces
     from .rows_file import RowsSink
+    from .store import word_hashes
 
     path = Path(path)
     stream, head = open_stream(path)
@@ -398,11 +400,14 @@ def read_vectors(path, lenient=False, progress=True, format="auto", rows_path=No
             _fail(path, f"unknown format {format!r}", "use auto, text, word2vec-binary or gensim")
         # Progress counts the bytes read, which only a plain word2vec or text file has a total of.
         total = None if format == "gensim" or isinstance(stream, gzip.GzipFile) else path.stat().st_size
-        words, skipped = [], 0
+        words, hashes, skipped = [], [], 0
         with RowsSink(rows_path, dim) as sink, tqdm(total=total, unit="B", unit_scale=True, desc=f"Reading {path.name}",
                                                      disable=None if progress else True) as bar:
             for piece_words, matrix, piece_skipped, size in parsed:
                 words += piece_words
+                # Here the words wait for the threads parsing the next pieces; in write_store they
+                # would be hashed after the parse, when nothing else runs.
+                hashes.append(word_hashes([word.encode("utf-8") for word in piece_words]))
                 sink.append(matrix)
                 skipped += piece_skipped
                 bar.update(size)
@@ -421,5 +426,7 @@ def read_vectors(path, lenient=False, progress=True, format="auto", rows_path=No
             if duplicates:
                 keep = np.sort(np.fromiter(first_rows.values(), dtype=np.int64, count=len(first_rows)))
                 words = [words[i] for i in keep]
+            hashes = np.concatenate(hashes)
+            hashes = hashes if keep is None else hashes[keep]
             matrix = sink.finish(keep)
-    return VectorsFile(words, matrix, duplicates, skipped, header)
+    return VectorsFile(words, matrix, duplicates, skipped, header, hashes)
