@@ -295,10 +295,13 @@ def _arrow_rows(data, dim):
     if table.num_columns != dim + 1 or any(column.null_count for column in table.columns):
         return None
     words = table.column(0).to_pylist()
-    # One C++ call turns the columns into rows (to_numpy() on a column would import pandas).
-    (batch,) = table.drop_columns(["word"]).combine_chunks().to_batches()
-    with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused below as np.loadtxt's rows are
-        matrix = batch.to_tensor(row_major=True).to_numpy().astype(np.float32)
+    matrix = np.empty((table.num_rows, dim), dtype=np.float32)
+    start = 0
+    for batch in table.drop_columns(["word"]).to_batches():  # one per block of the piece
+        # One C++ call turns the columns into rows (to_numpy() on a column would import pandas).
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused below as np.loadtxt's rows are
+            matrix[start:start + batch.num_rows] = batch.to_tensor(row_major=True).to_numpy()
+        start += batch.num_rows
     if not np.isfinite(matrix).all():
         return None
     return words, matrix
