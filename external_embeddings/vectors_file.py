@@ -92,10 +92,10 @@ def open_stream(path):
     return stream, head
 
 
-def read_block(path, stream, size):
-    """Up to ``size`` bytes; a damaged gzip is an ``InputError``, whichever reader finds it."""
+def read_block(path, stream, size, into=None):
+    """Up to ``size`` bytes, or into the buffer ``into`` (then their count); a damaged gzip is an ``InputError``."""
     try:
-        return stream.read(size)
+        return stream.read(size) if into is None else stream.readinto(into)
     except (OSError, EOFError, zlib.error) as e:
         _fail(path, f"is a damaged gzip file ({e})", "download it again")
 
@@ -228,25 +228,30 @@ def _parse_piece(path, data, first_line, dim, header, lenient, is_last):
 
 
 def _pieces(path, stream, first, size):
-    """(bytes of whole lines, is last) of consecutive pieces, about ``size`` bytes each.
+    """(whole lines, is last) of consecutive pieces, about ``size`` bytes each, as bytearrays.
 
     The file is read piece by piece, so memory holds a few pieces, never the whole file. Only
-    the last piece may end without a line end.
+    the last piece may end without a line end. Each piece is read into its own buffer after the
+    partial line the previous read left, so its bytes are copied once.
     """
     rest = first
     while True:
-        block = read_block(path, stream, size)
-        if not block:
+        piece = bytearray(len(rest) + size)
+        piece[:len(rest)] = rest
+        with memoryview(piece) as view:
+            got = read_block(path, stream, size, into=view[len(rest):])
+        filled = len(rest) + got
+        if not got:
             if rest:
-                yield rest, True
+                yield bytearray(rest), True
             return
-        end = block.rfind(b"\n") + 1
+        end = piece.rfind(b"\n", 0, filled) + 1
         if not end:  # a line longer than a block: read on
-            rest += block
+            rest = bytes(piece[:filled])
             continue
-        with memoryview(block) as view:
-            yield b"".join((rest, view[:end])), False  # one copy of each byte, not one per slice
-            rest = block[end:]
+        rest = bytes(piece[end:filled])
+        del piece[end:]
+        yield piece, False
 
 
 @functools.lru_cache(maxsize=4)
@@ -366,7 +371,7 @@ def text_pieces(path, stream, head, lenient):
         line = 1  # the file's line number of the piece's first line, which only the exact reader needs
         for (piece, is_last, first_piece), rows in ordered_map(fast, pieces, threads):
             if rows is None:
-                yield _parse_piece(path, piece, line, dim, header and first_piece, lenient, is_last)
+                yield _parse_piece(path, bytes(piece), line, dim, header and first_piece, lenient, is_last)
                 line += piece.count(b"\n")
             else:
                 yield *rows, 0, len(piece)
