@@ -3,7 +3,7 @@
 On synthetic vectors shaped like glove.840B.300d (made-up words, random values, GloVe text,
 deterministic), side by side in one run, each side in its own fresh subprocess:
 
-* convert: ``python -m external_embeddings convert`` (and the same limited to one process)
+* convert: ``python -m external_embeddings convert`` (and the same limited to one thread)
   against the original script's parse loop and gensim's ``load_word2vec_format`` text loader;
   wall time and peak RSS (the largest of a side's processes, from ``wait4``).
   Goals: >= 3x the loop, >= 2x gensim.
@@ -19,7 +19,9 @@ deterministic), side by side in one run, each side in its own fresh subprocess:
   2 worker processes (bench_memory's workers; sum of PSS growth). Goals: a baseline model on
   disk >= 50x an external one at 100,000 words; the RAM totals cross at K <= 2.
 
-Run: python bench/bench_scale.py [--quick | --full]   (--quick: 20,000 rows, K <= 2, ~1.5 min)
+Run: python bench/bench_scale.py [--quick | --full | --rows N]   (--quick: 20,000 rows, K <= 2, ~1.5 min)
+Only the convert part, some of its sides: --only convert --sides "this project,original loop"
+(gensim's text loader alone takes ~9 minutes at 1M rows).
 """
 
 import json
@@ -71,10 +73,10 @@ import sys
 from gensim.models import KeyedVectors
 print(len(KeyedVectors.load_word2vec_format(sys.argv[1], binary=False, no_header=True)))
 '''
-ONE_PROCESS = '''
+ONE_THREAD = '''
 import sys
 from external_embeddings import cli, vectors_file
-vectors_file._workers = lambda size: 1
+vectors_file._threads = lambda size: 1
 cli.main(sys.argv[1:])
 '''
 OPEN_STORE = MAPPED_RSS + '''
@@ -159,8 +161,11 @@ def sample_tokens(words_file_rows, count=LOOKUPS):
     return [f"w{r:x}" if i % 10 else f"unknown{r}" for i, r in enumerate(rows)]
 
 
-def convert_sides(text_file, tokens, repeats):
-    """Each side ``repeats`` times, alternating order; medians of seconds and peak RSS."""
+CONVERT_SIDES = ("this project", "this project (1 thread)", "original loop", "gensim text loader")
+
+
+def convert_sides(text_file, tokens, repeats, names=CONVERT_SIDES):
+    """Each side of ``names`` ``repeats`` times, alternating order; medians of seconds and peak RSS."""
     store_dir = WORK / "convert-store"
     python = sys.executable
 
@@ -170,9 +175,10 @@ def convert_sides(text_file, tokens, repeats):
         head = [python, "-c", script] if script else [python, "-m", "external_embeddings"]
         return run_with_peak([*head, "convert", str(text_file), str(target), "--quiet"])
 
-    sides = {"this project": ours, "this project, 1 process": lambda: ours(ONE_PROCESS),
+    sides = {"this project": ours, "this project (1 thread)": lambda: ours(ONE_THREAD),
              "original loop": lambda: run_with_peak([python, "-c", CLASSIC, str(text_file), ",".join(tokens)]),
              "gensim text loader": lambda: run_with_peak([python, "-c", GENSIM_TEXT, str(text_file)])}
+    sides = {name: sides[name] for name in names}
     results = {name: [] for name in sides}
     names = list(sides)
     for r in range(repeats):
@@ -181,8 +187,9 @@ def convert_sides(text_file, tokens, repeats):
             results[name].append(sides[name]())
     figures = {name: {"seconds": common.median([r[0] for r in runs]), "peak_rss": int(common.median([r[1] for r in runs])),
                       "cpu_seconds": common.median([r[2] for r in runs])} for name, runs in results.items()}
-    classic = [json.loads(r[3]) for r in results["original loop"]]
-    figures["original loop"]["parse_and_lookups_seconds"] = common.median([c["seconds"] for c in classic])
+    if "original loop" in results:
+        classic = [json.loads(r[3]) for r in results["original loop"]]
+        figures["original loop"]["parse_and_lookups_seconds"] = common.median([c["seconds"] for c in classic])
     return figures
 
 
@@ -287,9 +294,16 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="20,000 rows, K <= 2: a smoke run of ~1.5 minutes")
     parser.add_argument("--full", action="store_true", help=f"{FULL_ROWS:,} rows, as glove.840B.300d")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--rows", type=int, help=f"this many rows (default {ROWS:,})")
     parser.add_argument("--resume", action="store_true", help="reuse the convert figures of an earlier run")
+    parser.add_argument("--only", choices=["convert"], help="run only the convert part")
+    parser.add_argument("--sides", default=",".join(CONVERT_SIDES),
+                        help="the convert sides to run, comma-separated (default: all of %(default)s)")
     args = parser.parse_args(argv)
-    rows = QUICK_ROWS if args.quick else FULL_ROWS if args.full else ROWS
+    names = [name.strip() for name in args.sides.split(",")]
+    if not set(names) <= set(CONVERT_SIDES) or (not args.only and set(names) != set(CONVERT_SIDES)):
+        parser.error(f"--sides takes some of {', '.join(CONVERT_SIDES)}, and only with --only convert")
+    rows = args.rows or (QUICK_ROWS if args.quick else FULL_ROWS if args.full else ROWS)
     repeats = 1 if args.quick else 3
     ks = [2] if args.quick else [1, 2, 4, 16]
     vocabularies = tuple(v for v in VOCABULARIES if v <= rows) if not args.quick else (10_000,)
@@ -304,8 +318,15 @@ def main(argv=None):
     if args.resume and saved.exists():
         convert = json.loads(saved.read_text())
     else:
-        convert = convert_sides(text_file, tokens, 1 if not args.quick and rows >= ROWS else repeats)
-        saved.write_text(json.dumps(convert, indent=1) + "\n")
+        convert = convert_sides(text_file, tokens, 1 if not args.quick and rows >= ROWS else repeats, names)
+        if not args.only:
+            saved.write_text(json.dumps(convert, indent=1) + "\n")
+    if args.only:
+        figures = {"count": rows, "dim": DIM, "text_bytes": text_file.stat().st_size, "convert": convert,
+                   "seconds": time.perf_counter() - started}
+        figures["rows"] = convert_rows(figures)
+        common.print_rows(f"Convert: {rows:,} x {DIM}", figures["rows"])
+        return common.save_json(args, figures)
 
     from external_embeddings.sources import convert_file
     from external_embeddings.store import EmbeddingStore
@@ -369,21 +390,34 @@ def plot(f, path):
     plt.close(fig)
 
 
-def table(f):
-    """Report rows (common.row): each measure, both sides, the ratio and the goal's verdict."""
-    mb, c, o = (lambda b: f"{b / common.MB:,.1f} MB"), f["convert"], f["open"]
-    ours = c["this project"]
+def convert_rows(f):
+    """The convert rows of the report (those whose sides ran)."""
+    mb, c = (lambda b: f"{b / common.MB:,.1f} MB"), f["convert"]
+    ours = c.get("this project")
     out = []
     for name, goal in (("original loop", 3), ("gensim text loader", 2)):
+        if ours is None or name not in c:
+            continue
         ratio = c[name]["seconds"] / ours["seconds"]
         cpu = (lambda side: f"; CPU {side['cpu_seconds']:,.0f} s" if "cpu_seconds" in side else "")
         out.append(common.row(f"convert {f['count']:,} x {f['dim']} text: {name} vs this project (s; peak RSS)",
                               f"{c[name]['seconds']:,.1f} s; {mb(c[name]['peak_rss'])}{cpu(c[name])}",
                               f"{ours['seconds']:,.1f} s; {mb(ours['peak_rss'])}{cpu(ours)}", f"{ratio:,.2f}x",
                               f">= {goal}x", ratio >= goal))
-    one = c["this project, 1 process"]["seconds"]
-    out.append(common.row("convert: this project in 1 process vs in 2 (s)", f"{one:,.1f}", f"{ours['seconds']:,.1f}",
-                          f"{one / ours['seconds']:,.2f}x", "(informative: scaling over 2 cores)", None))
+    if ours is not None and "this project (1 thread)" in c:
+        one = c["this project (1 thread)"]
+        out.append(common.row("convert: this project on 1 thread vs one per core (s; CPU s)",
+                              f"{one['seconds']:,.1f}; CPU {one['cpu_seconds']:,.0f}",
+                              f"{ours['seconds']:,.1f}; CPU {ours['cpu_seconds']:,.0f}",
+                              f"{one['seconds'] / ours['seconds']:,.2f}x", "(informative: scaling over the cores)",
+                              None))
+    return out
+
+
+def table(f):
+    """Report rows (common.row): each measure, both sides, the ratio and the goal's verdict."""
+    mb, o = (lambda b: f"{b / common.MB:,.1f} MB"), f["open"]
+    out = convert_rows(f)
     store, gensim = o["store"], o["gensim mmap"]
     for name, base in (("gensim KeyedVectors.load(mmap='r')", gensim), ("original loop (parse + lookups)",
                                                                       o["original loop"])):

@@ -60,13 +60,18 @@ class RowsSink:
         self._file.close()
         if keep is not None:
             # Drop the duplicates in place, chunk by chunk: keep[i] >= i, so a chunk only reads
-            # rows at or after the ones it overwrites, and memory holds one chunk.
-            rows = np.memmap(self.path, dtype="<f4", mode="r+", offset=self._reserved, shape=(self.count, self.dim))
-            for start in range(0, count, _CHUNK_ROWS):
-                chunk = keep[start:start + _CHUNK_ROWS]
-                rows[start:start + len(chunk)] = rows[chunk]
-            rows.flush()
-            del rows
+            # rows at or after the ones it overwrites. Plain reads and writes, not a mapping,
+            # so memory (RSS included) holds one chunk and the rows between its first and last.
+            row_bytes = self.dim * 4
             with open(self.path, "r+b") as f:
-                f.truncate(self._reserved + count * self.dim * 4)
+                for start in range(0, count, _CHUNK_ROWS):
+                    chunk = keep[start:start + _CHUNK_ROWS]
+                    first = int(chunk[0])
+                    span = np.empty((int(chunk[-1]) + 1 - first, self.dim), dtype="<f4")
+                    f.seek(self._reserved + first * row_bytes)
+                    if f.readinto(span.data.cast("B")) != span.nbytes:
+                        raise RuntimeError(f"{self.path} is shorter than the rows written into it")
+                    f.seek(self._reserved + start * row_bytes)
+                    f.write(span[chunk - first].data)
+                f.truncate(self._reserved + count * row_bytes)
         return np.load(self.path, mmap_mode="r")

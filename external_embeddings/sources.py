@@ -63,7 +63,8 @@ def convert_file(source, target, dtype="float32", lenient=False, progress=True, 
     """Convert a vectors file (text, word2vec binary, gensim) into a store at ``target``; returns (store, VectorsFile).
 
     The rows stream into a temporary folder beside ``target`` (removed in any case), so memory
-    holds a piece of the file at a time, not its matrix. The returned ``matrix`` is the store's.
+    holds a piece of the file at a time, not its matrix; a float32 store takes that file as its
+    ``vectors.npy``. The returned ``matrix`` is the store's.
     """
     import tempfile
 
@@ -73,11 +74,11 @@ def convert_file(source, target, dtype="float32", lenient=False, progress=True, 
     check_target(target)  # before the parse, which can take minutes
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.partial-rows-", dir=target.parent) as rows:
-        parsed = read_vectors(source, lenient=lenient, progress=progress, format=format,
-                              rows_path=Path(rows) / "rows.npy")
+        rows_file = Path(rows) / "rows.npy"
+        parsed = read_vectors(source, lenient=lenient, progress=progress, format=format, rows_path=rows_file)
         info = {"file": source.name, "bytes": source.stat().st_size, "duplicates": parsed.duplicates,
                 "skipped_lines": parsed.skipped_lines}
-        write_store(parsed.words, parsed.matrix, target, info, dtype=dtype)
+        write_store(parsed.words, parsed.matrix, target, info, dtype=dtype, rows_file=rows_file, hashes=parsed.hashes)
         store = EmbeddingStore.open(target)
         parsed.matrix = store.vectors  # the store's rows; the temporary ones are unmapped and removed
     return store, parsed

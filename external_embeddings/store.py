@@ -21,6 +21,8 @@ hit is confirmed against the word's bytes in vocab.txt. This module never import
 import hashlib
 import json
 import mmap
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +46,48 @@ def word_hashes(encoded_words):
     return np.frombuffer(digests, dtype="<u8")
 
 
-def _fingerprint(vocab_bytes, vectors, scales=None):
+def _mapped_file(array):
+    """The file ``array`` is mapped from when it is all of that file's data (``np.load(mmap_mode=...)``), else None."""
+    filename = getattr(array, "filename", None)
+    if filename is None or not array.flags.c_contiguous:
+        return None
+    try:
+        return filename if array.offset + array.nbytes == os.path.getsize(filename) else None
+    except OSError:
+        return None
+
+
+def _matrix_bytes(vectors, filename=None):
+    """The matrix's bytes, a slice at a time; read from ``filename`` (``_mapped_file(vectors)``) when given.
+
+    Hashing a mapped matrix through the mapping would count every page of it in this process's
+    RSS (1.2 GB at 1M x 300), though the pages are the same page cache either way. Only
+    ``write_store`` reads the file, whose rows file is its own; ``verify`` hashes the mapping
+    that the store serves, so that a file replaced meanwhile cannot pass for it.
+    """
+    if filename is None:
+        for start in range(0, len(vectors), _CHUNK):  # in slices, so a mapped matrix is not copied whole
+            yield np.ascontiguousarray(vectors[start:start + _CHUNK]).data
+        return
+    buffer = bytearray(16 << 20)
+    with open(filename, "rb") as f, memoryview(buffer) as view:
+        f.seek(vectors.offset)
+        left = vectors.nbytes
+        while left:
+            got = f.readinto(view[:min(left, len(buffer))])
+            if not got:  # the file was cut meanwhile: the fingerprint will not match
+                return
+            yield view[:got]
+            left -= got
+
+
+def _fingerprint(vocab_bytes, vectors, scales=None, filename=None):
     """SHA-256 of the words, the matrix and (int8) the scales: what a model was trained with."""
     form = FORMAT if scales is None else FORMATS["int8"]
     digest = hashlib.sha256(f"{form} {vectors.shape} {vectors.dtype.str}\n".encode())
     digest.update(vocab_bytes)
-    for start in range(0, len(vectors), _CHUNK):  # in slices, so a mapped matrix is not copied whole
-        digest.update(np.ascontiguousarray(vectors[start:start + _CHUNK]).data)
+    for chunk in _matrix_bytes(vectors, filename):
+        digest.update(chunk)
     if scales is not None:
         digest.update(np.ascontiguousarray(scales, dtype="<f4").data)
     return digest.hexdigest()
@@ -81,11 +118,14 @@ def _size(n):
     return f"{n:,} bytes"
 
 
-def write_store(words, matrix, target, source, dtype="float32"):
+def write_store(words, matrix, target, source, dtype="float32", rows_file=None, hashes=None):
     """Write a store for ``words``/``matrix`` into ``target``, atomically; returns the manifest.
 
     Everything is written into a temporary directory beside ``target`` and renamed at the end,
-    so an interrupted conversion never leaves a directory that looks like a store.
+    so an interrupted conversion never leaves a directory that looks like a store. When
+    ``matrix`` is the float32 ``.npy`` file ``rows_file`` mapped (what ``convert`` streams the
+    rows into) and the store is float32, that file is moved in as ``vectors.npy`` instead of
+    being written a second time. ``hashes``, when given, are ``word_hashes`` of the words.
     """
     target = Path(target)
     if dtype not in FORMATS:
@@ -100,15 +140,24 @@ def write_store(words, matrix, target, source, dtype="float32"):
         vectors, scales = quantize_int8(matrix)
     else:
         vectors = np.ascontiguousarray(matrix, dtype=dtype)
+    mapped = _mapped_file(matrix) if getattr(matrix, "dtype", None) == np.dtype(dtype) else None
+    move = rows_file is not None and mapped is not None and os.path.samefile(mapped, rows_file)
     encoded = [w.encode("utf-8") for w in words]
     vocab_bytes = b"".join(w + b"\n" for w in encoded)
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(w) + 1 for w in encoded], out=offsets[1:])
-    hashes = word_hashes(encoded)
-    order = np.argsort(hashes, kind="stable")
+    # The matrix's SHA-256 (a second at 1.2 GB; hashlib releases the GIL) runs on a thread
+    # while this one indexes the words.
+    with ThreadPoolExecutor(1) as pool:
+        fingerprint = pool.submit(_fingerprint, vocab_bytes, matrix if mapped else vectors, scales, mapped)
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(w) + 1 for w in encoded], out=offsets[1:])
+        hashes = word_hashes(encoded) if hashes is None else np.asarray(hashes, dtype="<u8")
+        if len(hashes) != len(encoded):
+            raise ValueError(f"{len(hashes)} word hashes for {len(encoded)} words")
+        order = np.argsort(hashes, kind="stable")
+        fingerprint = fingerprint.result()
     manifest = {
         "format": FORMATS[dtype], "dim": int(vectors.shape[1]), "count": int(vectors.shape[0]), "dtype": dtype,
-        "source": source, "fingerprint": _fingerprint(vocab_bytes, vectors, scales),
+        "source": source, "fingerprint": fingerprint,
     }
     # Another process may have made ``target`` while this one converted: when it holds the same
     # vectors (its fingerprint says so) it is used; otherwise the error says what happened.
@@ -117,7 +166,10 @@ def write_store(words, matrix, target, source, dtype="float32"):
     check_target(target)
     try:
         with atomic_dir(target) as tmp:
-            np.save(tmp / "vectors.npy", vectors)
+            if move:
+                os.replace(rows_file, tmp / "vectors.npy")  # same folder as the target, so same file system
+            else:
+                np.save(tmp / "vectors.npy", vectors)
             if scales is not None:
                 np.save(tmp / "scales.npy", scales)
             (tmp / "vocab.txt").write_bytes(vocab_bytes)

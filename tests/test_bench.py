@@ -67,7 +67,7 @@ def test_scale_benchmark_quick_runs_and_reports_every_side(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert set(figures["convert"]) == {"this project", "this project, 1 process", "original loop", "gensim text loader"}
+    assert set(figures["convert"]) == {"this project", "this project (1 thread)", "original loop", "gensim text loader"}
     assert all(side["seconds"] > 0 and side["peak_rss"] > 0 for side in figures["convert"].values())
     # Both readers found the same 900 known words of the 1,000 looked up (a tenth are unknown).
     assert figures["open"]["store"]["found"] == figures["open"]["gensim mmap"]["found"] == 900

@@ -6,12 +6,13 @@ damaged one a single InputError that says where (row, byte offset) and leaves no
 
 import gzip
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from conftest import vector_rows
+from conftest import vector_rows, write_vectors
 from external_embeddings.sources import convert_file
 from external_embeddings.store import EmbeddingStore
 from test_bad_vectors import cli, cli_error, error, read
@@ -202,3 +203,41 @@ def test_convert_file_leaves_no_temporary_folder_and_drops_duplicates_on_disk(tm
     in_memory = read(kv_path)
     assert parsed.words == in_memory.words == [w for w, _ in rows[:-2]]
     np.testing.assert_array_equal(store.vectors, in_memory.matrix)
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_a_float32_store_takes_the_streamed_rows_file_instead_of_writing_it_again(tmp_path, monkeypatch, duplicates):
+    from external_embeddings import store as store_module
+
+    rows = vector_rows()
+    if duplicates:
+        rows = rows + [(rows[0][0], rows[1][1])]
+    saved = []
+    save = np.save
+    monkeypatch.setattr(store_module.np, "save", lambda path, array: (saved.append(Path(path).name), save(path, array)))
+    store, parsed = convert_file(write_vectors(tmp_path / "v.txt", rows), tmp_path / "store", progress=False)
+    assert "vectors.npy" not in saved and "index_rows.npy" in saved
+    assert EmbeddingStore.open(tmp_path / "store", verify="full").fingerprint == store.fingerprint
+    in_memory = read(tmp_path / "v.txt")
+    np.testing.assert_array_equal(store.vectors, in_memory.matrix)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store", "v.txt"]
+    # Another dtype is written from the rows, which are left to be removed with their folder.
+    saved.clear()
+    half, _ = convert_file(tmp_path / "v.txt", tmp_path / "half", dtype="float16", progress=False)
+    assert "vectors.npy" in saved and half.vectors.dtype == np.float16
+    np.testing.assert_array_equal(half.vectors, in_memory.matrix.astype(np.float16))
+
+
+def test_duplicates_are_dropped_on_disk_chunk_by_chunk(tmp_path, monkeypatch):
+    from external_embeddings import rows_file
+
+    monkeypatch.setattr(rows_file, "_CHUNK_ROWS", 3)
+    rows = vector_rows()
+    rows = rows[:5] + [(rows[1][0], rows[9][1]), (rows[2][0], rows[8][1])] + rows[5:] + [(rows[0][0], rows[7][1])]
+    source = write_vectors(tmp_path / "dups.txt", rows)
+    on_disk = read(source, rows_path=tmp_path / "rows.npy")
+    in_memory = read(source)
+    assert on_disk.duplicates == in_memory.duplicates == 3 and on_disk.words == in_memory.words
+    np.testing.assert_array_equal(on_disk.matrix, in_memory.matrix)
+    expected = [[float(f"{x:.6f}") for x in v] for _, v in vector_rows()]  # as write_vectors wrote them
+    np.testing.assert_array_equal(in_memory.matrix, np.float32(expected))
