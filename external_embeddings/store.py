@@ -19,6 +19,7 @@ hit is confirmed against the word's bytes in vocab.txt. This module never import
 """
 
 import hashlib
+import itertools
 import json
 import mmap
 from pathlib import Path
@@ -184,6 +185,19 @@ def _check_index(path, vocab_bytes, offsets, hashes, rows):
                          _rerun(path))
 
 
+def _same_bytes(data, starts, lengths, joined):
+    """For each i: is ``data[starts[i]:starts[i] + lengths[i]]`` the i-th piece of ``joined``?
+
+    ``joined`` is the pieces one after the other (``lengths`` long); compared all at once.
+    """
+    if not len(joined):
+        return np.ones(len(starts), dtype=bool)
+    piece = np.repeat(np.arange(len(starts)), lengths)
+    begins = np.cumsum(lengths) - lengths
+    differ = data[np.repeat(starts - begins, lengths) + np.arange(len(joined))] != np.frombuffer(joined, np.uint8)
+    return np.bincount(piece[differ], minlength=len(starts)) == 0
+
+
 class EmbeddingStore:
     """A memory-mapped matrix of word vectors with a word index; open with ``EmbeddingStore.open``.
 
@@ -196,6 +210,7 @@ class EmbeddingStore:
         self.vectors, self._offsets, self._hashes, self._rows = arrays[:4]
         self.scales = arrays[4] if len(arrays) > 4 else None  # int8 stores: row i = codes * scales[i]
         self._vocab = vocab
+        self._vocab_bytes = np.frombuffer(vocab, dtype=np.uint8)  # the same mapping, for numpy
 
     dim = property(lambda self: self.manifest["dim"])
     count = property(lambda self: self.manifest["count"])
@@ -298,25 +313,30 @@ class EmbeddingStore:
             return {}
         encoded = [w.encode("utf-8") for w in words]
         hashes = word_hashes(encoded)
-        positions = np.minimum(np.searchsorted(self._hashes, hashes), self.count - 1)
-        # The first candidate of every word at once; numpy scalars per word would cost more
-        # than the search itself.
-        hit = self._hashes[positions] == hashes
+        # Searched in increasing hash order, each binary search starts where the last one ended
+        # and walks pages already in the CPU caches: half the time of a search in word order.
+        order = np.argsort(hashes)
+        positions = np.empty(len(hashes), dtype=np.intp)
+        positions[order] = np.searchsorted(self._hashes, hashes[order])
+        np.minimum(positions, self.count - 1, out=positions)
+        # The first candidate of every word at once, with no Python work per word.
         rows = self._rows[positions]
-        starts, ends = self._offsets[rows].tolist(), (self._offsets[rows + 1] - 1).tolist()
-        found = {}
-        for i, (word, raw) in enumerate(zip(words, encoded)):
-            if not hit[i]:
-                continue
-            if self._vocab[starts[i]:ends[i]] == raw:
-                found[word] = int(rows[i]) + 1
-                continue
-            # Another word with the same hash: walk the rest of the equal-hash run.
-            pos, h = int(positions[i]) + 1, int(hashes[i])
+        starts, ends = self._offsets[rows], self._offsets[rows + 1] - 1
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        hit = (self._hashes[positions] == hashes) & (ends - starts == lengths)
+        same = np.zeros(len(words), dtype=bool)
+        if hit.any():
+            same[hit] = _same_bytes(self._vocab_bytes, starts[hit], lengths[hit],
+                                    b"".join(itertools.compress(encoded, hit.tolist())))
+        found = dict(zip(itertools.compress(words, same.tolist()), (rows[same] + 1).tolist()))
+        # A word whose first candidate is another word with the same hash (or none): walk the rest
+        # of the equal-hash run. Rare: a 64-bit hash collides about once in 10^7 stores of 2M words.
+        for i in np.flatnonzero(~same & (self._hashes[positions] == hashes)).tolist():
+            pos, h, raw = int(positions[i]) + 1, int(hashes[i]), encoded[i]
             while pos < self.count and int(self._hashes[pos]) == h:
                 row = int(self._rows[pos])
                 if self._vocab[self._offsets[row]:self._offsets[row + 1] - 1] == raw:
-                    found[word] = row + 1
+                    found[words[i]] = row + 1
                     break
                 pos += 1
         return found

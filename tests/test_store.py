@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, vector_rows, write_vectors
 from external_embeddings import store as store_module
 from external_embeddings.errors import InputError
-from external_embeddings.store import EmbeddingStore
+from external_embeddings.store import EmbeddingStore, write_store
 
 
 def convert(source, target, *options):
@@ -64,6 +64,27 @@ def test_lookup_stays_exact_when_every_hash_collides(store, monkeypatch):
     monkeypatch.setattr(store_module, "word_hashes", same)
     monkeypatch.setattr(store, "_hashes", np.zeros(store.count, dtype="<u8"))
     assert store.lookup(list(expected) + ["zorblax"]) == expected
+
+
+def test_lookup_confirms_each_word_when_some_hashes_collide(tmp_path, monkeypatch):
+    """Words of equal and of other lengths share hashes in pairs; every word still finds its own row."""
+    words = ["orbit", "tibro", "moon", "mooncake", "é", "e", "caf\u00e9", "cafe", "x" * 300, "y" * 300, "a"]
+    pair = lambda encoded: np.array([len(w) // 2 if len(w) < 200 else 7 for w in encoded], dtype="<u8")  # noqa: E731
+    monkeypatch.setattr(store_module, "word_hashes", pair)
+    path = tmp_path / "store"
+    write_store(words, np.arange(len(words) * 2, dtype=np.float32).reshape(-1, 2), path, {"file": "pairs"})
+    store = EmbeddingStore.open(path)
+    queries = words[::-1] + ["", "orbix", "mooncakes", "caf", "z" * 300, "orbit"]
+    assert store.lookup(queries) == {w: i + 1 for i, w in enumerate(words)}
+    assert store.ids(["", "x" * 300, "é", "nope"]).tolist() == [0, 9, 5, 0]
+
+
+def test_lookup_finds_every_word_of_a_bigger_store_and_no_other(tmp_path):
+    words = [f"w{i:x}" for i in range(5000)] + ["naïve", "日本語", "a b"]
+    write_store(words, np.ones((len(words), 2), np.float32), tmp_path / "s", {"file": "big"})
+    store = EmbeddingStore.open(tmp_path / "s")
+    queries = words[::3] + [f"w{i:x}" for i in range(5000, 5300)] + ["", "naive", "日本"]
+    assert store.lookup(queries) == {w: words.index(w) + 1 for w in words[::3]}
 
 
 def test_open_and_lookup_never_import_tensorflow(store):
