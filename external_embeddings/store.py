@@ -260,7 +260,7 @@ class EmbeddingStore:
                              f"convert it first: python -m external_embeddings convert {path} STORE_DIR")
         if not (path / MANIFEST).is_file():
             raise InputError(path, "is not an embedding store (no store.json)", _rerun(path))
-        files = verified.identities(path)  # before reading anything, so a change during open shows
+        files = verified.identities(path) if verify else None  # before reading anything: a change during open shows
         try:
             manifest = json.loads((path / MANIFEST).read_text())
             count, dim, dtype = manifest["count"], manifest["dim"], manifest["dtype"]
