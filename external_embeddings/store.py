@@ -24,6 +24,7 @@ import json
 import math
 import mmap
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -187,26 +188,50 @@ def _check_index(path, vocab_bytes, offsets, hashes, rows):
                          _rerun(path))
 
 
+# The header np.save writes (format 1.0), e.g. {'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 300), }
+_NPY_HEADER = re.compile(rb"\{'descr': '([<>|=]?[a-zA-Z]\d*)', 'fortran_order': (False|True), 'shape': \(([\d, ]*)\), \} *\n")
+
+
+def _npy_header(head):
+    """(shape, dtype, Fortran order, data offset) from a file's first bytes when np.save wrote it, else None."""
+    if head[:8] != b"\x93NUMPY\x01\x00" or len(head) < 10:
+        return None
+    offset = 10 + int.from_bytes(head[8:10], "little")
+    match = _NPY_HEADER.fullmatch(head[10:offset])
+    if match is None:
+        return None
+    descr, fortran_order, shape = match.groups()
+    return tuple(int(n) for n in shape.split(b",") if n.strip()), np.dtype(descr.decode()), fortran_order == b"True", offset
+
+
 def _map_npy(path):
     """The array in the .npy file ``path``, read-only and mapped, not read.
 
-    What ``np.load(mmap_mode="r")`` does, in a third of the time: it opens each file three times
-    and resolves its path, 0.1 ms a file; this opens it once and returns a plain ndarray over
-    the mapping (an np.memmap also pays a check on every slice of it).
+    What ``np.load(mmap_mode="r")`` does, in a fifth of the time: it opens each file three times,
+    resolves its path and parses the header as Python, 0.1 ms a file; this maps the file once,
+    reads np.save's header with a regular expression (numpy's reader takes any other) and returns
+    a plain ndarray over the mapping (an np.memmap also pays a check on every slice of it).
     """
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        if version not in ((1, 0), (2, 0)):
-            raise ValueError(f"unsupported .npy format version {version}")
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran_order, dtype = read_header(f)
-        offset = f.tell()
-        if dtype.hasobject:
-            raise ValueError("holds Python objects")
-        size, needed = os.fstat(f.fileno()).st_size, offset + math.prod(shape) * dtype.itemsize
-        if size < needed:
-            raise ValueError(f"{size:,} bytes where its header needs {needed:,}")
-        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        head = os.pread(fd, 4096, 0)  # read, not through the mapping: opening maps no page of data
+        mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)  # ValueError for an empty file
+    finally:
+        os.close(fd)
+    header = _npy_header(head)
+    if header is None:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"unsupported .npy format version {version}")
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = read(f)
+            header = shape, dtype, fortran_order, f.tell()
+    shape, dtype, fortran_order, offset = header
+    if dtype.hasobject:
+        raise ValueError("holds Python objects")
+    if len(mapping) < (needed := offset + math.prod(shape) * dtype.itemsize):
+        raise ValueError(f"{len(mapping):,} bytes where its header needs {needed:,}")
     return np.ndarray(shape, dtype, buffer=mapping, offset=offset, order="F" if fortran_order else "C")
 
 

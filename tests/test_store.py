@@ -88,6 +88,21 @@ def test_lookup_finds_every_word_of_a_bigger_store_and_no_other(tmp_path):
     assert store.lookup(queries) == {w: words.index(w) + 1 for w in words[::3]}
 
 
+@pytest.mark.parametrize("array", [
+    np.arange(12, dtype="<f4").reshape(3, 4), np.arange(5, dtype=np.int64), np.zeros((0, 3), np.float16),
+    np.asfortranarray(np.arange(6, dtype="<u8").reshape(2, 3)), np.array(3.5), np.arange(4, dtype=">i4"),
+    np.arange(3, dtype=np.int8)])
+@pytest.mark.parametrize("version", [None, (2, 0)])
+def test_map_npy_maps_what_numpy_writes(tmp_path, array, version):
+    """np.save's headers are read by a regular expression; any other version goes through numpy's reader."""
+    with open(tmp_path / "a.npy", "wb") as f:
+        np.lib.format.write_array(f, array, version=version)
+    mapped = store_module._map_npy(tmp_path / "a.npy")
+    assert isinstance(mapped.base, mmap.mmap) and mapped.dtype == array.dtype and mapped.shape == array.shape
+    np.testing.assert_array_equal(mapped, array)
+    assert (store_module._npy_header((tmp_path / "a.npy").read_bytes()[:4096]) is None) == (version is not None)
+
+
 def test_open_and_lookup_never_import_tensorflow(store):
     code = ("import sys; from external_embeddings import EmbeddingStore; "
             f"s = EmbeddingStore.open({str(store.path)!r}, verify=True); s.batch([['orbit']], 5); "
