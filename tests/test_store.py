@@ -88,6 +88,30 @@ def test_lookup_finds_every_word_of_a_bigger_store_and_no_other(tmp_path):
     assert store.lookup(queries) == {w: words.index(w) + 1 for w in words[::3]}
 
 
+def test_a_store_written_before_index_buckets_still_opens_verifies_and_finds_every_word(tmp_path):
+    words = [f"w{i:x}" for i in range(3000)]
+    write_store(words, np.ones((len(words), 2), np.float32), tmp_path / "s", {"file": "old"})
+    queries = words[::7] + ["nope", "w", ""]
+    with_buckets = EmbeddingStore.open(tmp_path / "s").lookup(queries)
+    assert len(with_buckets) == len(words[::7])
+    (tmp_path / "s" / "index_buckets.npy").unlink()
+    for verify in (False, True, "full"):
+        store = EmbeddingStore.open(tmp_path / "s", verify=verify, verified_dir=tmp_path / "records")
+        assert store._buckets is None and store.lookup(queries) == with_buckets
+
+
+@pytest.mark.parametrize("count", [1, 2, 17, 5000])
+def test_bucket_search_agrees_with_searchsorted(tmp_path, count):
+    words = [f"w{i}" for i in range(count)]
+    write_store(words, np.ones((count, 1), np.float32), tmp_path / "s", {"file": "n"})
+    store = EmbeddingStore.open(tmp_path / "s")
+    assert len(store._buckets) == 2 ** store_module.bucket_bits(count) + 1
+    probes = np.concatenate([store._hashes, store._hashes + np.uint64(1), store._hashes - np.uint64(1),
+                             np.array([0, 2**64 - 1], dtype=np.uint64),
+                             np.random.default_rng(0).integers(0, 2**64 - 1, 500, dtype=np.uint64, endpoint=True)])
+    np.testing.assert_array_equal(store._search(probes), np.searchsorted(store._hashes, probes))
+
+
 @pytest.mark.parametrize("array", [
     np.arange(12, dtype="<f4").reshape(3, 4), np.arange(5, dtype=np.int64), np.zeros((0, 3), np.float16),
     np.asfortranarray(np.arange(6, dtype="<u8").reshape(2, 3)), np.array(3.5), np.arange(4, dtype=">i4"),
