@@ -22,6 +22,7 @@ deterministic), side by side in one run, each side in its own fresh subprocess:
 Run: python bench/bench_scale.py [--quick | --full | --rows N]   (--quick: 20,000 rows, K <= 2, ~1.5 min)
 Only the convert part, some of its sides: --only convert --sides "this project,original loop"
 (gensim's text loader alone takes ~9 minutes at 1M rows).
+Only the open + lookups rows: --only open [--repeats 9]
 """
 
 import json
@@ -86,10 +87,13 @@ tokens = sys.argv[2].split(",")
 started = time.perf_counter()
 store = EmbeddingStore.open(sys.argv[1])
 opened = time.perf_counter()
-after_open = mapped_rss("vectors.npy")
+after_open = mapped_rss("vectors.npy")  # not timed: reading smaps takes milliseconds
+looking_up = time.perf_counter()
 vectors = store.gather(store.ids(tokens))
 done = time.perf_counter()
-print(json.dumps({"seconds": done - started, "open_seconds": opened - started, "rss_after_open": after_open,
+print(json.dumps({"seconds": opened - started + done - looking_up, "open_seconds": opened - started,
+                  "lookup_seconds": done - looking_up,
+                  "rss_after_open": after_open,
                   "rss_after_lookups": mapped_rss("vectors.npy"), "found": int((vectors != 0).any(axis=1).sum())}))
 '''
 OPEN_GENSIM = MAPPED_RSS + '''
@@ -100,11 +104,14 @@ tokens = sys.argv[2].split(",")
 started = time.perf_counter()
 kv = KeyedVectors.load(sys.argv[1], mmap="r")
 opened = time.perf_counter()
-after_open = mapped_rss("vectors.npy")
+after_open = mapped_rss("vectors.npy")  # not timed: reading smaps takes milliseconds
+looking_up = time.perf_counter()
 rows = [kv.key_to_index.get(w) for w in tokens]
 vectors = np.stack([kv.vectors[r] if r is not None else np.zeros(kv.vector_size, np.float32) for r in rows])
 done = time.perf_counter()
-print(json.dumps({"seconds": done - started, "open_seconds": opened - started, "rss_after_open": after_open,
+print(json.dumps({"seconds": opened - started + done - looking_up, "open_seconds": opened - started,
+                  "lookup_seconds": done - looking_up,
+                  "rss_after_open": after_open,
                   "rss_after_lookups": mapped_rss("vectors.npy"), "found": int((vectors != 0).any(axis=1).sum())}))
 '''
 
@@ -296,15 +303,18 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--rows", type=int, help=f"this many rows (default {ROWS:,})")
     parser.add_argument("--resume", action="store_true", help="reuse the convert figures of an earlier run")
-    parser.add_argument("--only", choices=["convert"], help="run only the convert part")
+    parser.add_argument("--only", choices=["convert", "open"],
+                        help="run one part: convert (some --sides of it), or open = open + lookups against gensim "
+                        "(the store and the gensim file are made once, without timing the convert)")
     parser.add_argument("--sides", default=",".join(CONVERT_SIDES),
                         help="the convert sides to run, comma-separated (default: all of %(default)s)")
+    parser.add_argument("--repeats", type=int, help="runs per side (default 3; 1 with --quick)")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.sides.split(",")]
-    if not set(names) <= set(CONVERT_SIDES) or (not args.only and set(names) != set(CONVERT_SIDES)):
+    if not set(names) <= set(CONVERT_SIDES) or (args.only != "convert" and set(names) != set(CONVERT_SIDES)):
         parser.error(f"--sides takes some of {', '.join(CONVERT_SIDES)}, and only with --only convert")
     rows = args.rows or (QUICK_ROWS if args.quick else FULL_ROWS if args.full else ROWS)
-    repeats = 1 if args.quick else 3
+    repeats = args.repeats or (1 if args.quick else 3)
     ks = [2] if args.quick else [1, 2, 4, 16]
     vocabularies = tuple(v for v in VOCABULARIES if v <= rows) if not args.quick else (10_000,)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -313,6 +323,8 @@ def main(argv=None):
     print(f"Writing {rows:,} x {DIM} synthetic GloVe text (once) ...", flush=True)
     text_file = synthetic_file(rows)
     tokens = sample_tokens(rows)
+    if args.only == "open":
+        return open_only(text_file, rows, tokens, repeats, args.json)
     print("Convert, side by side:", flush=True)
     saved = WORK / f"convert-{rows}.json"  # the slowest part: kept, so a later failure does not lose it
     if args.resume and saved.exists():
@@ -328,15 +340,9 @@ def main(argv=None):
         common.print_rows(f"Convert: {rows:,} x {DIM}", figures["rows"])
         return common.save_json(args, figures)
 
-    from external_embeddings.sources import convert_file
     from external_embeddings.store import EmbeddingStore
 
-    store_dir = WORK / f"store-{rows}"
-    if not (store_dir / "store.json").exists():
-        if (WORK / "convert" / "store" / "store.json").exists():  # what the timed convert just made
-            (WORK / "convert" / "store").rename(store_dir)
-        else:
-            convert_file(text_file, store_dir, progress=False)
+    store_dir = scale_store(text_file, rows)
     store = EmbeddingStore.open(store_dir)
     print("Open + lookups, side by side:", flush=True)
     opened = open_sides(store_dir, gensim_file(store), tokens, repeats)
@@ -366,6 +372,35 @@ def main(argv=None):
     return figures
 
 
+def scale_store(text_file, rows):
+    """WORK/store-<rows>: what the timed convert made, or converted here (once)."""
+    from external_embeddings.sources import convert_file
+
+    store_dir = WORK / f"store-{rows}"
+    if not (store_dir / "store.json").exists():
+        if (WORK / "convert" / "store" / "store.json").exists():  # what the timed convert just made
+            (WORK / "convert" / "store").rename(store_dir)
+        else:
+            convert_file(text_file, store_dir, progress=False)
+    return store_dir
+
+
+def open_only(text_file, rows, tokens, repeats, json_path=None):
+    """``--only open``: the open + lookups rows alone, against gensim, each side in fresh processes."""
+    from external_embeddings.store import EmbeddingStore
+
+    store_dir = scale_store(text_file, rows)
+    store = EmbeddingStore.open(store_dir)
+    figures = {"count": rows, "dim": DIM, "vector_bytes": store.vectors.nbytes,
+               "open": open_sides(store_dir, gensim_file(store), tokens, repeats)}
+    figures["rows"] = open_rows(figures)
+    common.print_rows(f"Open + {LOOKUPS:,} lookups: {rows:,} x {DIM} (medians of {repeats} fresh processes a side)",
+                      figures["rows"])
+    if json_path:
+        Path(json_path).write_text(json.dumps(figures, indent=1, default=str) + "\n")
+    return figures
+
+
 def plot(f, path):
     """Disk and RAM (2 processes, sum of PSS growth) against K: each baseline vocabulary vs external."""
     import matplotlib
@@ -388,6 +423,33 @@ def plot(f, path):
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def open_rows(f):
+    """The open + lookups rows: against gensim's mmap load (and the original loop when it ran)."""
+    mb, o = (lambda b: f"{b / common.MB:,.1f} MB"), f["open"]
+    store, gensim = o["store"], o["gensim mmap"]
+    out = []
+    for name, base in (("gensim KeyedVectors.load(mmap='r')", gensim), ("original loop (parse + lookups)",
+                                                                      o.get("original loop"))):
+        if base is None:
+            continue
+        ratio = base["seconds"] / store["seconds"]
+        goal = 100 if "gensim" in name else None
+        out.append(common.row(f"open + {LOOKUPS:,} lookups in a fresh process: {name} vs the store (s)",
+                              f"{base['seconds']:,.3f}", f"{store['seconds']:,.4f}", f"{ratio:,.0f}x",
+                              ">= 100x" if goal else "(informative)", ratio >= goal if goal else None))
+    ratio = gensim["open_seconds"] / store["open_seconds"]
+    out.append(common.row("open alone in a fresh process: gensim KeyedVectors.load(mmap='r') vs the store (s)",
+                          f"{gensim['open_seconds']:,.3f}", f"{store['open_seconds']:,.4f}", f"{ratio:,.0f}x",
+                          "(informative)", None))
+    for when in ("open", "lookups"):
+        share = store[f"rss_after_{when}"] / f["vector_bytes"]
+        out.append(common.row(f"store vectors resident after {when} (share of {mb(f['vector_bytes'])})",
+                              f"gensim: {mb(gensim[f'rss_after_{when}'])}", mb(store[f"rss_after_{when}"]),
+                              f"{share:.2%}", "<= 1%" if when == "open" else "(informative)",
+                              share <= 0.01 if when == "open" else None))
+    return out
 
 
 def convert_rows(f):
@@ -416,22 +478,9 @@ def convert_rows(f):
 
 def table(f):
     """Report rows (common.row): each measure, both sides, the ratio and the goal's verdict."""
-    mb, o = (lambda b: f"{b / common.MB:,.1f} MB"), f["open"]
+    mb = lambda b: f"{b / common.MB:,.1f} MB"  # noqa: E731
     out = convert_rows(f)
-    store, gensim = o["store"], o["gensim mmap"]
-    for name, base in (("gensim KeyedVectors.load(mmap='r')", gensim), ("original loop (parse + lookups)",
-                                                                      o["original loop"])):
-        ratio = base["seconds"] / store["seconds"]
-        goal = 100 if "gensim" in name else None
-        out.append(common.row(f"open + {LOOKUPS:,} lookups in a fresh process: {name} vs the store (s)",
-                              f"{base['seconds']:,.3f}", f"{store['seconds']:,.4f}", f"{ratio:,.0f}x",
-                              ">= 100x" if goal else "(informative)", ratio >= goal if goal else None))
-    for when in ("open", "lookups"):
-        share = store[f"rss_after_{when}"] / f["vector_bytes"]
-        out.append(common.row(f"store vectors resident after {when} (share of {mb(f['vector_bytes'])})",
-                              f"gensim: {mb(gensim[f'rss_after_{when}'])}", mb(store[f"rss_after_{when}"]),
-                              f"{share:.2%}", "<= 1%" if when == "open" else "(informative)",
-                              share <= 0.01 if when == "open" else None))
+    out += open_rows(f)
     base32 = f["dtypes"]["float32"]
     for dtype, d in f["dtypes"].items():
         out.append(common.row(f"{dtype} store: size; gather of (64, 1000) ids (ms)", f"{mb(base32['bytes'])}; "

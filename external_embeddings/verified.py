@@ -18,7 +18,7 @@ from pathlib import Path
 
 # The files a store can hold; a missing one is recorded as None (open reports it).
 FILES = ("store.json", "vectors.npy", "scales.npy", "vocab.txt", "vocab_offsets.npy", "index_hashes.npy",
-         "index_rows.npy")
+         "index_rows.npy", "index_buckets.npy")
 
 
 def default_dir():

@@ -49,7 +49,7 @@ def test_a_store_with_a_missing_file_is_refused_naming_it(tmp_path, name):
     assert message.startswith(str(path / name) if name != "store.json" else f"{path}: is not an embedding store")
 
 
-@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize("name", [*FILES, "index_buckets.npy"])
 def test_a_store_with_a_truncated_file_is_refused_naming_it(tmp_path, name):
     path = make_store(tmp_path / "store")
     data = (path / name).read_bytes()
@@ -61,7 +61,7 @@ def test_a_store_with_a_truncated_file_is_refused_naming_it(tmp_path, name):
 
 @pytest.mark.parametrize("name, offset", [
     ("vectors.npy", -5), ("vocab.txt", 3), ("vocab_offsets.npy", -16), ("index_hashes.npy", -3),
-    ("index_rows.npy", -8),
+    ("index_rows.npy", -8), ("index_buckets.npy", -3), ("index_buckets.npy", -10),
 ])
 def test_a_store_with_a_changed_byte_is_refused_by_verify(tmp_path, name, offset):
     path = make_store(tmp_path / "store")
@@ -70,6 +70,23 @@ def test_a_store_with_a_changed_byte_is_refused_by_verify(tmp_path, name, offset
     (path / name).write_bytes(bytes(data))
     message = refusal(path)
     assert "do not match" in message or "does not match" in message
+
+
+@pytest.mark.parametrize("buckets", [np.zeros(4, np.int64), np.zeros((3, 3), np.int64), np.zeros(5, np.int32)])
+def test_a_bucket_table_of_the_wrong_shape_is_refused_on_open(tmp_path, buckets):
+    path = make_store(tmp_path / "store")
+    np.save(path / "index_buckets.npy", buckets)
+    assert refusal(path, verify=False).startswith(f"{path / 'index_buckets.npy'}: holds {buckets.shape} {buckets.dtype}")
+
+
+def test_a_damaged_bucket_table_only_loses_words_until_verify_refuses_it(tmp_path):
+    """Every hit is confirmed against vocab.txt, so wrong buckets can hide a word, never give another's id."""
+    path = make_store(tmp_path / "store")
+    right = EmbeddingStore.open(path).lookup([w for w, _ in vector_rows()])
+    np.save(path / "index_buckets.npy", np.load(path / "index_buckets.npy")[::-1].copy())
+    damaged = EmbeddingStore.open(path).lookup([w for w, _ in vector_rows()])
+    assert damaged.items() <= right.items() and len(damaged) < len(right)
+    assert refusal(path).startswith(f"{path / 'index_buckets.npy'}: does not match index_hashes.npy")
 
 
 def test_verify_catches_an_index_whose_entries_were_swapped(tmp_path):

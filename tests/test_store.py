@@ -1,6 +1,7 @@
 """Converting a vectors file into a store, opening it, and looking words up."""
 
 import json
+import mmap
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 from conftest import ROOT, vector_rows, write_vectors
 from external_embeddings import store as store_module
 from external_embeddings.errors import InputError
-from external_embeddings.store import EmbeddingStore
+from external_embeddings.store import EmbeddingStore, write_store
 
 
 def convert(source, target, *options):
@@ -31,7 +32,7 @@ def test_convert_command_writes_a_store_that_holds_the_file(tmp_path, vectors_fi
     assert [store.word(i) for i in range(store.count)] == [w for w, _ in rows]  # file order
     vectors = store.gather(store.ids([w for w, _ in rows]))
     np.testing.assert_allclose(vectors, [v for _, v in rows], atol=1e-6)  # the file holds 6 decimals
-    assert isinstance(store.vectors, np.memmap)
+    assert isinstance(store.vectors.base, mmap.mmap)  # mapped, not read
 
 
 def test_float16_store_gathers_float32_close_to_the_file(tmp_path, vectors_file):
@@ -64,6 +65,66 @@ def test_lookup_stays_exact_when_every_hash_collides(store, monkeypatch):
     monkeypatch.setattr(store_module, "word_hashes", same)
     monkeypatch.setattr(store, "_hashes", np.zeros(store.count, dtype="<u8"))
     assert store.lookup(list(expected) + ["zorblax"]) == expected
+
+
+def test_lookup_confirms_each_word_when_some_hashes_collide(tmp_path, monkeypatch):
+    """Words of equal and of other lengths share hashes in pairs; every word still finds its own row."""
+    words = ["orbit", "tibro", "moon", "mooncake", "é", "e", "caf\u00e9", "cafe", "x" * 300, "y" * 300, "a"]
+    pair = lambda encoded: np.array([len(w) // 2 if len(w) < 200 else 7 for w in encoded], dtype="<u8")  # noqa: E731
+    monkeypatch.setattr(store_module, "word_hashes", pair)
+    path = tmp_path / "store"
+    write_store(words, np.arange(len(words) * 2, dtype=np.float32).reshape(-1, 2), path, {"file": "pairs"})
+    store = EmbeddingStore.open(path)
+    queries = words[::-1] + ["", "orbix", "mooncakes", "caf", "z" * 300, "orbit"]
+    assert store.lookup(queries) == {w: i + 1 for i, w in enumerate(words)}
+    assert store.ids(["", "x" * 300, "é", "nope"]).tolist() == [0, 9, 5, 0]
+
+
+def test_lookup_finds_every_word_of_a_bigger_store_and_no_other(tmp_path):
+    words = [f"w{i:x}" for i in range(5000)] + ["naïve", "日本語", "a b"]
+    write_store(words, np.ones((len(words), 2), np.float32), tmp_path / "s", {"file": "big"})
+    store = EmbeddingStore.open(tmp_path / "s")
+    queries = words[::3] + [f"w{i:x}" for i in range(5000, 5300)] + ["", "naive", "日本"]
+    assert store.lookup(queries) == {w: words.index(w) + 1 for w in words[::3]}
+
+
+def test_a_store_written_before_index_buckets_still_opens_verifies_and_finds_every_word(tmp_path):
+    words = [f"w{i:x}" for i in range(3000)]
+    write_store(words, np.ones((len(words), 2), np.float32), tmp_path / "s", {"file": "old"})
+    queries = words[::7] + ["nope", "w", ""]
+    with_buckets = EmbeddingStore.open(tmp_path / "s").lookup(queries)
+    assert len(with_buckets) == len(words[::7])
+    (tmp_path / "s" / "index_buckets.npy").unlink()
+    for verify in (False, True, "full"):
+        store = EmbeddingStore.open(tmp_path / "s", verify=verify, verified_dir=tmp_path / "records")
+        assert store._buckets is None and store.lookup(queries) == with_buckets
+
+
+@pytest.mark.parametrize("count", [1, 2, 17, 5000])
+def test_bucket_search_agrees_with_searchsorted(tmp_path, count):
+    words = [f"w{i}" for i in range(count)]
+    write_store(words, np.ones((count, 1), np.float32), tmp_path / "s", {"file": "n"})
+    store = EmbeddingStore.open(tmp_path / "s")
+    assert len(store._buckets) == 2 ** store_module.bucket_bits(count) + 1
+    probes = np.concatenate([store._hashes, store._hashes + np.uint64(1), store._hashes - np.uint64(1),
+                             np.array([0, 2**64 - 1], dtype=np.uint64),
+                             np.random.default_rng(0).integers(0, 2**64 - 1, 500, dtype=np.uint64, endpoint=True)])
+    np.testing.assert_array_equal(store._search(probes), np.searchsorted(store._hashes, probes))
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(12, dtype="<f4").reshape(3, 4), np.arange(5, dtype=np.int64), np.zeros((0, 3), np.float16),
+    np.asfortranarray(np.arange(6, dtype="<u8").reshape(2, 3)), np.array(3.5), np.arange(4, dtype=">i4"),
+    np.arange(3, dtype=np.int8)])
+@pytest.mark.parametrize("version", [None, (2, 0)])
+def test_map_npy_maps_what_numpy_writes(tmp_path, array, version):
+    """np.save's headers are read by a regular expression; any other version goes through numpy's reader."""
+    with open(tmp_path / "a.npy", "wb") as f:
+        np.lib.format.write_array(f, array, version=version)
+    mapped = store_module._map_npy(tmp_path / "a.npy")
+    assert isinstance(mapped.base, mmap.mmap) and mapped.dtype == array.dtype and mapped.shape == array.shape
+    np.testing.assert_array_equal(mapped, array)
+    assert (store_module._npy_header((tmp_path / "a.npy").read_bytes()[:4096]) is None) == (version is not None)
 
 
 def test_open_and_lookup_never_import_tensorflow(store):

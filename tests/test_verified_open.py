@@ -67,7 +67,7 @@ def test_full_verify_always_hashes(tmp_path, hashes):
     assert len(hashes) == 3
 
 
-@pytest.mark.parametrize("name", ["vectors.npy", "vocab.txt", "index_rows.npy", "vocab_offsets.npy"])
+@pytest.mark.parametrize("name", ["vectors.npy", "vocab.txt", "index_rows.npy", "vocab_offsets.npy", "index_buckets.npy"])
 def test_a_byte_changed_after_verification_is_refused_even_with_mtime_kept(tmp_path, name):
     path = make_store(tmp_path / "store")
     open_store(path, tmp_path / "records")
