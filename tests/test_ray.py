@@ -203,7 +203,7 @@ def serve_settings(models):
 
 def test_a_serve_replica_on_a_node_whose_store_has_another_fingerprint_refuses_to_start(node_stores, models,
                                                                                         serve_settings):
-    """Two replicas, one a node (one CPU each): the other node's replica refuses, and so does start.
+    """Two replicas, one per node (one CPU each): the other node's replica refuses, and so does start.
 
     Before the ``ray_server`` fixture below, which deploys the app under the same name."""
     from ray import serve
