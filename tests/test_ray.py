@@ -143,7 +143,7 @@ REFUSED = r"store on node 127\.0\.0\.1: has fingerprint \w+, the driver's copy h
 
 
 def test_a_node_whose_store_has_another_fingerprint_is_refused(node_stores, models, tmp_path, monkeypatch):
-    homes, (models_dir, store) = node_stores, models
+    homes, (models_dir, _) = node_stores, models
     monkeypatch.setenv("HOME", str(homes[0]))
     monkeypatch.setattr(ray_score, "BLOCK_ROWS", 1)  # a block for each node's actor
     (tmp_path / "in.txt").write_text("orbit rocket\ndoctor patient\n")
