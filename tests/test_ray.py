@@ -219,6 +219,17 @@ def test_a_serve_replica_on_a_node_whose_store_has_another_fingerprint_refuses_t
         serve.shutdown()
 
 
+def test_serve_ray_gives_the_replicas_a_home_path_as_each_node_reads_it(node_stores, models, monkeypatch):
+    """serve --ray leaves ``~`` for each node to expand (as score does), so each replica checks its own copy."""
+    from external_embeddings import cli, ray_serve
+
+    seen = {}
+    monkeypatch.setattr(ray_serve, "serve_until_stopped", lambda settings, *rest: seen.update(settings))
+    monkeypatch.setenv("HOME", str(node_stores[0]))
+    cli.main(["serve", "--ray", "--store", "~/store", "--models", str(models[0])])
+    assert seen["KEE_SERVE_STORE"] == "~/store" and seen["KEE_SERVE_MODELS"] == str(models[0].resolve())
+
+
 @pytest.fixture(scope="module")
 def ray_server(cluster, models, serve_settings):
     """One replica of the app on the cluster, answering on a free port of 127.0.0.1."""
