@@ -36,7 +36,8 @@ import common  # noqa: E402
 WORKERS, K, CLIENTS = 2, 8, 8
 # Fewer glibc malloc arenas: without this, which thread's arena holds TensorFlow's freed
 # temporaries swings a worker's memory by tens of MB, hiding the MBs per model measured here.
-ENV = {**common.ENV, "MALLOC_ARENA_MAX": "2"}
+# serve --ray (bench_ray_serve.py) keeps its local Ray on 127.0.0.1 (see README).
+ENV = {**common.ENV, "MALLOC_ARENA_MAX": "2", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 MODES = {"on256": ["--batch-texts", "256", "--batch-wait-ms", "0"], "on64": ["--batch-texts", "64", "--batch-wait-ms", "0"],
          "off": ["--batch-texts", "0"]}
 DEFAULT = "on64"  # what serve does without options (its --batch-texts default)
@@ -131,6 +132,20 @@ def warm_up(url, singles, batches):
     asyncio.run(load(url, batches, 32, 60, 2 * CLIENTS))
 
 
+def request_bodies(texts):
+    """The load's request bodies: each text alone, and the texts in batches of 32."""
+    singles = [json.dumps({"texts": [t]}).encode() for t in texts]
+    batches = [json.dumps({"texts": texts[i:i + 32]}).encode() for i in range(0, len(texts) - 31, 32)]
+    return singles, batches
+
+
+def load_test(url, singles, batches, seconds, max_requests):
+    """The warm-up, then the load test's two phases: one text per request, then 32."""
+    warm_up(url, singles, batches)
+    return {phase: asyncio.run(load(url, bodies, n, seconds, max_requests))
+            for phase, bodies, n in (("single", singles, 1), ("batch32", batches, 32))}
+
+
 def main(argv=None):
     args = common.parse_args(__doc__.splitlines()[0], argv)
     seconds, max_requests = (3, 200) if args.quick else (10, 3000)
@@ -148,18 +163,15 @@ def main(argv=None):
     del store  # this process must not share the store's pages with the workers
     gc.collect()
     texts = corpus.texts
-    singles = [json.dumps({"texts": [t]}).encode() for t in texts]
-    batches = [json.dumps({"texts": texts[i:i + 32]}).encode() for i in range(0, len(texts) - 31, 32)]
+    singles, batches = request_bodies(texts)
 
     runs = {}
     for kind in ("external", "baseline"):
         for mode, options in MODES.items():
             server = Server(store_path, model_folder(kind, dirs[kind], K), options)
             try:
-                warm_up(server.url, singles, batches)
-                run = {"ready_seconds": server.ready_seconds}
-                for phase, bodies, n in (("single", singles, 1), ("batch32", batches, 32)):
-                    run[phase] = asyncio.run(load(server.url, bodies, n, seconds, max_requests))
+                run = {"ready_seconds": server.ready_seconds,
+                       **load_test(server.url, singles, batches, seconds, max_requests)}
                 run["pss_bytes"] = server.pss()
                 runs[f"{kind}/{mode}"] = run
                 print(f"{kind}, batching {mode}: {json.dumps(run)}", flush=True)

@@ -167,6 +167,10 @@ def _serve(args):
     if args.ray:
         _ray_on_loopback(args.address)
         from . import ray_serve
+        from .ray_score import on_every_node
+
+        # As each node should read them, as score does: a "~" path is each node's own home.
+        settings.update(KEE_SERVE_STORE=on_every_node(args.store), KEE_SERVE_MODELS=on_every_node(args.models))
 
         return ray_serve.serve_until_stopped(settings, fingerprint, args.address, args.replicas, args.host,
                                              args.port, len(dirs))

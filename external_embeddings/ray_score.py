@@ -226,7 +226,7 @@ def package_env():
     return {"py_modules": [str(Path(__file__).resolve().parent)], "excludes": ["__pycache__"]}
 
 
-def _on_every_node(path):
+def on_every_node(path):
     """A path as each node should read it: absolute, except that ``~`` is each node's own home."""
     return str(path) if str(path).startswith("~") else str(Path(path).resolve())
 
@@ -258,7 +258,7 @@ def score(store_path, models_dir, input_path, output_path, address=None, actors=
         blocks = [table.slice(start, BLOCK_ROWS).select(["row", "text", "error"])
                   for start in range(0, len(table), BLOCK_ROWS)]
         dataset = ray.data.from_arrow(blocks).map_batches(
-            Scorer, fn_constructor_args=(_on_every_node(store_path), _on_every_node(models_dir), fingerprint,
+            Scorer, fn_constructor_args=(on_every_node(store_path), on_every_node(models_dir), fingerprint,
                                          probabilities),
             batch_size=BATCH_ROWS, batch_format="pyarrow", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=min(size, len(blocks))))  # no actor without a block

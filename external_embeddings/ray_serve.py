@@ -41,7 +41,33 @@ def start(settings, fingerprint, replicas, host, port, proxies="EveryNode"):
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's start-up chatter; the command prints one line
     serve.start(http_options={"host": host, "port": port}, proxy_location=proxies)
-    serve.run(application(settings, fingerprint, replicas), name=APP, route_prefix="/")
+    serve.run_many([serve.RunTarget(application(settings, fingerprint, replicas), name=APP, route_prefix="/")],
+                   wait_for_applications_running=False)
+    wait_until_running()
+
+
+def wait_until_running(poll_seconds=0.5):
+    """Return once every replica has started; raise a replica's InputError as soon as one refuses.
+
+    Not ``serve.run``'s own wait: Ray Serve gives up on a deployment only when no replica has
+    ever started, and retries a failing replica without end once another one has. So when one
+    node's store copy differs and another's does not, ``serve.run`` would wait forever.
+    """
+    from ray import serve
+    from ray.serve.schema import ApplicationStatus
+
+    while True:
+        app = serve.status().applications.get(APP)
+        if app is not None:
+            if app.status == ApplicationStatus.RUNNING:
+                return
+            for message in [app.message, *(d.message for d in app.deployments.values())]:
+                error = input_error(RuntimeError(message))  # the replica's traceback, as text
+                if error is not None:
+                    raise error
+            if app.status == ApplicationStatus.DEPLOY_FAILED:
+                raise RuntimeError(f"Ray Serve could not start {APP}: {app.message}")
+        time.sleep(poll_seconds)
 
 
 def serve_until_stopped(settings, fingerprint, address, replicas, host, port, models):

@@ -48,6 +48,24 @@ def test_serving_rows_compare_sides_and_state_every_goal():
     assert "cross at K ~ 3" in rows["server, sum of worker PSS, models loaded, K=4, 2 workers"]["note"]
 
 
+def test_ray_rows_compare_like_for_like_and_put_ray_serve_beside_uvicorn():
+    import bench_ray
+    import bench_ray_serve
+
+    rows = bench_ray.scoring_rows(1000, {"predict, 1 core": 10.0, "predict, every core": 6.0, "1 node": 11.0,
+                                         "2 node": 6.0})
+    assert [(r["ratio"], r["verdict"]) for r in rows] == [("1.83x", "met"), ("0.91x", "met"), ("1.00x", "n/a")]
+    phase = {"requests": 10, "errors": 0, "texts_per_second": 10.0, "p50_ms": 100.0, "p99_ms": 200.0}
+    runs = {"uvicorn": [{"ready_seconds": 5.0, "single": phase, "batch32": phase}] * 2,
+            "ray": [{"ready_seconds": 20.0, "single": dict(phase, texts_per_second=8.0, p99_ms=300.0),
+                     "batch32": dict(phase, errors=1)}, {"ready_seconds": 30.0, "single": phase, "batch32": phase}]}
+    rows = {r["measure"]: r for r in bench_ray_serve.rows(runs)}
+    assert rows["Ray Serve vs uvicorn, 1 text/request, texts/s"]["ratio"] == "0.90x"  # medians over the runs
+    assert rows["Ray Serve vs uvicorn, 1 text/request, p99 latency (ms)"]["ratio"] == "1.25x"
+    assert rows["Ray Serve vs uvicorn, errors under load"]["verdict"] == "MISSED"
+    assert rows["Ray Serve vs uvicorn, time to ready (s)"]["external"] == "25.0"
+
+
 def test_synthetic_vectors_are_deterministic_glove_text(tmp_path):
     import bench_scale
 

@@ -128,16 +128,26 @@ def test_score_json_lines_and_parquet_on_both_nodes_keeps_order_and_ids(cluster,
     check_scores(table, texts, expected(store, models_dir, [t for t in texts if t is not None]))
 
 
-def test_a_node_whose_store_has_another_fingerprint_is_refused(cluster, models, tmp_path, monkeypatch):
-    (_, homes), (models_dir, store) = cluster, models
-    shutil.copytree(store.path, homes[0] / "store")  # the head node's copy: the driver's
-    rows = vector_rows(seed=5)  # the other node's copy: other vectors
+@pytest.fixture(scope="module")
+def node_stores(cluster, models):
+    """``~/store`` on each node: the head node's is the driver's store, the other node's has other vectors."""
+    (_, homes), (_, store) = cluster, models
+    shutil.copytree(store.path, homes[0] / "store")
+    rows = vector_rows(seed=5)
     write_store([w for w, _ in rows], np.array([v for _, v in rows], dtype=np.float32), homes[1] / "store",
                 {"file": "other"})
+    return homes
+
+
+REFUSED = r"store on node 127\.0\.0\.1: has fingerprint \w+, the driver's copy has"
+
+
+def test_a_node_whose_store_has_another_fingerprint_is_refused(node_stores, models, tmp_path, monkeypatch):
+    homes, (models_dir, _) = node_stores, models
     monkeypatch.setenv("HOME", str(homes[0]))
     monkeypatch.setattr(ray_score, "BLOCK_ROWS", 1)  # a block for each node's actor
     (tmp_path / "in.txt").write_text("orbit rocket\ndoctor patient\n")
-    with pytest.raises(InputError, match=r"store on node 127\.0\.0\.1: has fingerprint \w+, the driver's copy has"):
+    with pytest.raises(InputError, match=REFUSED):
         ray_score.score("~/store", models_dir, tmp_path / "in.txt", tmp_path / "out.parquet", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]  # nothing half-written
 
@@ -189,6 +199,35 @@ def serve_settings(models):
     models_dir, store = models
     return {"KEE_SERVE_STORE": str(store.path), "KEE_SERVE_MODELS": str(models_dir), "KEE_SERVE_TOKEN": TOKEN,
             "KEE_SERVE_MAX_TEXTS": "8", "KEE_SERVE_POLL_SECONDS": "0"}
+
+
+def test_a_serve_replica_on_a_node_whose_store_has_another_fingerprint_refuses_to_start(node_stores, models,
+                                                                                        serve_settings):
+    """Two replicas, one per node (one CPU each): the other node's replica refuses, and so does start.
+
+    Before the ``ray_server`` fixture below, which deploys the app under the same name."""
+    from ray import serve
+
+    from external_embeddings import ray_serve
+    from test_server import free_port
+
+    try:
+        with pytest.raises(InputError, match=REFUSED):
+            ray_serve.start({**serve_settings, "KEE_SERVE_STORE": "~/store"}, models[1].fingerprint, 2, "127.0.0.1",
+                            free_port(), proxies="HeadOnly")
+    finally:
+        serve.shutdown()
+
+
+def test_serve_ray_gives_the_replicas_a_home_path_as_each_node_reads_it(node_stores, models, monkeypatch):
+    """serve --ray leaves ``~`` for each node to expand (as score does), so each replica checks its own copy."""
+    from external_embeddings import cli, ray_serve
+
+    seen = {}
+    monkeypatch.setattr(ray_serve, "serve_until_stopped", lambda settings, *rest: seen.update(settings))
+    monkeypatch.setenv("HOME", str(node_stores[0]))
+    cli.main(["serve", "--ray", "--store", "~/store", "--models", str(models[0])])
+    assert seen["KEE_SERVE_STORE"] == "~/store" and seen["KEE_SERVE_MODELS"] == str(models[0].resolve())
 
 
 @pytest.fixture(scope="module")
