@@ -77,14 +77,19 @@ def test_synthetic_vectors_are_deterministic_glove_text(tmp_path):
     assert np.abs(parsed.matrix).max() < 1 and len(set(parsed.matrix.ravel().tolist())) == 12
 
 
-def test_scale_benchmark_quick_runs_and_reports_every_side(tmp_path):
-    """The --quick form end to end (about 1.5 minutes), in a temporary results folder."""
-    out = tmp_path / "scale.json"
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_scale.py"), "--quick", "--json", str(out)],
+def run_quick(bench, tmp_path):
+    """Run ``bench --quick`` in a temporary results folder; returns the figures it saved."""
+    out = tmp_path / "figures.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / bench), "--quick", "--json", str(out)],
                           env={**os.environ, "BENCH_RESULTS_DIR": str(tmp_path / "results")}, cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_scale_benchmark_quick_runs_and_reports_every_side(tmp_path):
+    """The --quick form end to end (about 1.5 minutes), in a temporary results folder."""
+    figures = run_quick("bench_scale.py", tmp_path)
     assert set(figures["convert"]) == {"this project", "this project (1 thread)", "original loop", "gensim text loader"}
     assert all(side["seconds"] > 0 and side["peak_rss"] > 0 for side in figures["convert"].values())
     # Both readers found the same 900 known words of the 1,000 looked up (a tenth are unknown).
@@ -99,12 +104,7 @@ def test_scale_benchmark_quick_runs_and_reports_every_side(tmp_path):
 
 def test_dtype_benchmark_quick_trains_on_every_store_and_rebuilds_the_scripts_validation_split(tmp_path):
     """bench_dtypes --quick: one 1-epoch run per dtype on a small corpus, then the same-model rows."""
-    out = tmp_path / "dtypes.json"
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_dtypes.py"), "--quick", "--json", str(out)],
-                          env={**os.environ, "BENCH_RESULTS_DIR": str(tmp_path / "results")}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(out.read_text())
+    figures = run_quick("bench_dtypes.py", tmp_path)
     assert set(figures["trained"]) == {"float32", "float16", "int8"}
     (seed,) = figures["seeds"]
     same = figures["same_model"][str(seed)]
