@@ -189,9 +189,10 @@ def write_store(words, matrix, target, source, dtype="float32", rows_file=None, 
                 np.save(tmp / "scales.npy", scales)
             (tmp / "vocab.txt").write_bytes(vocab_bytes)
             np.save(tmp / "vocab_offsets.npy", offsets)
-            np.save(tmp / "index_hashes.npy", hashes[order])
+            sorted_hashes = hashes[order]
+            np.save(tmp / "index_hashes.npy", sorted_hashes)
             np.save(tmp / "index_rows.npy", order.astype(np.int64))
-            np.save(tmp / BUCKETS, bucket_starts(hashes[order], bucket_bits(len(hashes))))
+            np.save(tmp / BUCKETS, bucket_starts(sorted_hashes, bucket_bits(len(hashes))))
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     except OSError as e:
         if (theirs := _same_store(target, manifest)) is not None:
