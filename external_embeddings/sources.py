@@ -75,10 +75,12 @@ def convert_file(source, target, dtype="float32", lenient=False, progress=True, 
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.partial-rows-", dir=target.parent) as rows:
         rows_file = Path(rows) / "rows.npy"
-        parsed = read_vectors(source, lenient=lenient, progress=progress, format=format, rows_path=rows_file)
+        parsed = read_vectors(source, lenient=lenient, progress=progress, format=format, rows_path=rows_file,
+                              index=True)
         info = {"file": source.name, "bytes": source.stat().st_size, "duplicates": parsed.duplicates,
                 "skipped_lines": parsed.skipped_lines}
-        write_store(parsed.words, parsed.matrix, target, info, dtype=dtype, rows_file=rows_file, hashes=parsed.hashes)
+        write_store(parsed.words, parsed.matrix, target, info, dtype=dtype, rows_file=rows_file,
+                    encoded=parsed.encoded, hashes=parsed.hashes)
         store = EmbeddingStore.open(target)
         parsed.matrix = store.vectors  # the store's rows; the temporary ones are unmapped and removed
     return store, parsed

@@ -133,14 +133,15 @@ def _size(n):
     return f"{n:,} bytes"
 
 
-def write_store(words, matrix, target, source, dtype="float32", rows_file=None, hashes=None):
+def write_store(words, matrix, target, source, dtype="float32", rows_file=None, encoded=None, hashes=None):
     """Write a store for ``words``/``matrix`` into ``target``, atomically; returns the manifest.
 
     Everything is written into a temporary directory beside ``target`` and renamed at the end,
     so an interrupted conversion never leaves a directory that looks like a store. When
     ``matrix`` is the float32 ``.npy`` file ``rows_file`` mapped (what ``convert`` streams the
     rows into) and the store is float32, that file is moved in as ``vectors.npy`` instead of
-    being written a second time. ``hashes``, when given, are ``word_hashes`` of the words.
+    being written a second time. ``encoded`` and ``hashes``, when given, are the words as UTF-8
+    and their ``word_hashes`` (``read_vectors(index=True)`` makes them while it parses).
     """
     target = Path(target)
     if dtype not in FORMATS:
@@ -157,7 +158,9 @@ def write_store(words, matrix, target, source, dtype="float32", rows_file=None, 
         vectors = np.ascontiguousarray(matrix, dtype=dtype)
     mapped = _mapped_file(matrix) if getattr(matrix, "dtype", None) == np.dtype(dtype) else None
     move = rows_file is not None and mapped is not None and os.path.samefile(mapped, rows_file)
-    encoded = [w.encode("utf-8") for w in words]
+    encoded = [w.encode("utf-8") for w in words] if encoded is None else encoded
+    if len(encoded) != len(words):
+        raise ValueError(f"{len(encoded)} encoded words for {len(words)} words")
     vocab_bytes = b"".join(w + b"\n" for w in encoded)
     # The matrix's SHA-256 (a second at 1.2 GB; hashlib releases the GIL) runs on a thread
     # while this one indexes the words.

@@ -49,7 +49,9 @@ class VectorsFile:
     duplicates: int = 0  # later repeats of a word; the first one is kept
     skipped_lines: int = 0  # lines skipped because they were not UTF-8 (only with lenient=True)
     header: tuple = None  # (count, dim) when the file had a word2vec/fastText header
-    hashes: np.ndarray = None  # store.word_hashes of the words, made while later pieces were parsed
+    # With read_vectors(index=True), what write_store needs of the words, made while later pieces parse:
+    encoded: list = None  # the words as UTF-8
+    hashes: np.ndarray = None  # store.word_hashes of them
 
 
 def _fail(path, problem, fix, line=None):
@@ -381,13 +383,14 @@ def text_pieces(path, stream, head, lenient):
     return header, header_line, dim, parsed()
 
 
-def read_vectors(path, lenient=False, progress=True, format="auto", rows_path=None):
+def read_vectors(path, lenient=False, progress=True, format="auto", rows_path=None, index=False):
     """Parse a vectors file of any format; any bad row is an ``InputError`` naming file and line or offset.
 
     Pieces of a large text file are parsed by one thread per core: the parse is CPU-bound, and
     conversion is the one step that every new vectors file waits for. With ``rows_path`` the
     rows stream into that ``.npy`` file and the matrix comes back mapped from it, so memory
-    stays bounded whatever the file's size; without it they are kept in memory.
+    stays bounded whatever the file's size; without it they are kept in memory. With ``index``
+    the words also come back encoded and hashed for ``write_store`` (``convert`` asks for it).
     """
     from .formats import detect_format, binary_pieces, gensim_pieces
     from .rows_file import RowsSink
@@ -408,14 +411,16 @@ def read_vectors(path, lenient=False, progress=True, format="auto", rows_path=No
             _fail(path, f"unknown format {format!r}", "use auto, text, word2vec-binary or gensim")
         # Progress counts the bytes read, which only a plain word2vec or text file has a total of.
         total = None if format == "gensim" or isinstance(stream, gzip.GzipFile) else path.stat().st_size
-        words, hashes, skipped = [], [], 0
+        words, encoded, hashes, skipped = [], [], [], 0
         with RowsSink(rows_path, dim) as sink, tqdm(total=total, unit="B", unit_scale=True, desc=f"Reading {path.name}",
                                                      disable=None if progress else True) as bar:
             for piece_words, matrix, piece_skipped, size in parsed:
                 words += piece_words
-                # Here the words wait for the threads parsing the next pieces; in write_store they
-                # would be hashed after the parse, when nothing else runs.
-                hashes.append(word_hashes([word.encode("utf-8") for word in piece_words]))
+                if index:  # here the words wait for the threads parsing the next pieces; in
+                    # write_store they would be encoded and hashed after the parse, when nothing else runs
+                    piece_encoded = [word.encode("utf-8") for word in piece_words]
+                    encoded += piece_encoded
+                    hashes.append(word_hashes(piece_encoded))
                 sink.append(matrix)
                 skipped += piece_skipped
                 bar.update(size)
@@ -434,7 +439,10 @@ def read_vectors(path, lenient=False, progress=True, format="auto", rows_path=No
             if duplicates:
                 keep = np.sort(np.fromiter(first_rows.values(), dtype=np.int64, count=len(first_rows)))
                 words = [words[i] for i in keep]
-            hashes = np.concatenate(hashes)
-            hashes = hashes if keep is None else hashes[keep]
+            if index:
+                hashes = np.concatenate(hashes)
+                encoded, hashes = (encoded, hashes) if keep is None else ([encoded[i] for i in keep], hashes[keep])
+            else:
+                encoded = hashes = None
             matrix = sink.finish(keep)
-    return VectorsFile(words, matrix, duplicates, skipped, header, hashes)
+    return VectorsFile(words, matrix, duplicates, skipped, header, encoded, hashes)

@@ -107,3 +107,20 @@ def test_the_same_file_converts_alike_by_both_readers(tmp_path, monkeypatch):
     slow = vectors_file.read_vectors(path, progress=False)
     assert fast.words == slow.words and fast.duplicates == slow.duplicates == 1 and fast.header == slow.header
     np.testing.assert_array_equal(fast.matrix.view(np.uint32), slow.matrix.view(np.uint32))
+
+
+def test_index_words_are_the_kept_words_encoded_and_hashed(tmp_path, monkeypatch):
+    """read_vectors(index=True) carries each kept word's UTF-8 bytes and hash, duplicates dropped."""
+    from external_embeddings.store import word_hashes
+
+    words = [f"w{i}" for i in range(300)] + ["caf\u00e9", "\u4e2d\u6587", "w5", "\U0001f600", "w7"]
+    path = tmp_path / "v.txt"
+    path.write_text("".join(f"{w} {i} 1\n" for i, w in enumerate(words)), encoding="utf-8")
+    monkeypatch.setattr(vectors_file, "_PIECE_BYTES", 500)  # several pieces, hashed one at a time
+    plain = vectors_file.read_vectors(path, progress=False)
+    indexed = vectors_file.read_vectors(path, progress=False, index=True)
+    assert plain.encoded is None and plain.hashes is None
+    assert indexed.words == plain.words and len(indexed.words) == len(words) - 2 and indexed.duplicates == 2
+    assert indexed.encoded == [w.encode("utf-8") for w in indexed.words]
+    np.testing.assert_array_equal(indexed.hashes, word_hashes(indexed.encoded))
+    assert indexed.matrix[indexed.words.index("w5"), 0] == 5  # the first row of a repeated word
