@@ -19,6 +19,7 @@ Run: python bench/bench_dtypes.py [--quick] [--seeds 1337,2,3] [--json FILE]
 """
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -58,6 +59,24 @@ def train(dtype, seed, epochs, corpus):
     return out / SCRIPT, json.loads(metrics.read_text())
 
 
+@functools.lru_cache(maxsize=1)
+def padded_corpus(store, corpus):
+    """The whole corpus as the script pads it (ids of ``store``'s rows), and its labels; once for all seeds.
+
+    Tokens and ids do not depend on the seed, only the validation split does.
+    """
+    import config
+    from external_embeddings import settings, sources, tokenizer
+    from external_embeddings.store import EmbeddingStore
+
+    cfg = settings.load(config, run_args(store, 0, 1, corpus))
+    opened = EmbeddingStore.open(store, verify=True)
+    corpus_ = sources.find_corpus(cfg, opened)
+    tokens = [tokenizer.tokenize(text) for text in corpus_.texts]
+    word_index = opened.word_index([word for doc in tokens for word in doc])  # same ids in every dtype
+    return tokenizer.pad([tokenizer.to_ids(t, word_index) for t in tokens], cfg.MAX_SEQUENCE_LENGTH), corpus_.labels
+
+
 def same_model_accuracy(model_dir, stores, seed, epochs, corpus):
     """``{dtype: accuracy}`` of one trained model on its validation split, inputs from each store.
 
@@ -67,20 +86,17 @@ def same_model_accuracy(model_dir, stores, seed, epochs, corpus):
     import keras
 
     import config
-    from external_embeddings import settings, sources, tokenizer
+    from external_embeddings import settings
     from external_embeddings.batches import Batches
     from external_embeddings.corpus import split
     from external_embeddings.store import EmbeddingStore
 
     cfg = settings.load(config, run_args(stores["float32"], seed, epochs, corpus))
     opened = {d: EmbeddingStore.open(path, verify=True) for d, path in stores.items()}
-    corpus_ = sources.find_corpus(cfg, opened["float32"])
-    tokens = [tokenizer.tokenize(text) for text in corpus_.texts]
-    word_index = opened["float32"].word_index([word for doc in tokens for word in doc])  # same ids in every dtype
-    x = tokenizer.pad([tokenizer.to_ids(t, word_index) for t in tokens], cfg.MAX_SEQUENCE_LENGTH)
+    x, labels = padded_corpus(stores["float32"], corpus)
     _, val = split(len(x), cfg.VALIDATION_SPLIT, cfg.SEED)
     model = keras.saving.load_model(model_dir / "model.keras")
-    return {d: float(model.evaluate(Batches(x[val], corpus_.labels[val], cfg.BATCH_SIZE, s), verbose=0)[1])
+    return {d: float(model.evaluate(Batches(x[val], labels[val], cfg.BATCH_SIZE, s), verbose=0)[1])
             for d, s in opened.items()}
 
 
