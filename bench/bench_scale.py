@@ -300,7 +300,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 rows, K <= 2: a smoke run of ~1.5 minutes")
     parser.add_argument("--full", action="store_true", help=f"{FULL_ROWS:,} rows, as glove.840B.300d")
-    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--json", help="write the figures to this file (default: bench/results/scale[-convert|-open].json)")
     parser.add_argument("--rows", type=int, help=f"this many rows (default {ROWS:,})")
     parser.add_argument("--resume", action="store_true", help="reuse the convert figures of an earlier run")
     parser.add_argument("--only", choices=["convert", "open"],
@@ -310,6 +310,8 @@ def main(argv=None):
                         help="the convert sides to run, comma-separated (default: all of %(default)s)")
     parser.add_argument("--repeats", type=int, help="runs per side (default 3; 1 with --quick)")
     args = parser.parse_args(argv)
+    if args.json is None:  # a run of minutes is never lost: its figures are in a file whatever the flags
+        args.json = str(common.RESULTS / f"scale{'-' + args.only if args.only else ''}{'-quick' if args.quick else ''}.json")
     names = [name.strip() for name in args.sides.split(",")]
     if not set(names) <= set(CONVERT_SIDES) or (args.only != "convert" and set(names) != set(CONVERT_SIDES)):
         parser.error(f"--sides takes some of {', '.join(CONVERT_SIDES)}, and only with --only convert")
