@@ -28,7 +28,7 @@ from .tokenizer import check_texts
 
 # Defaults; each is a KEE_SERVE_<NAME> variable and a serve option.
 DEFAULTS = {"MAX_TEXTS": 1024, "MAX_BYTES": 4_000_000, "BATCH_TEXTS": 64, "BATCH_WAIT_MS": 0.0,
-            "POLL_SECONDS": 2.0}
+            "POLL_SECONDS": 2.0, "LOAD_FIRST": 0}
 
 
 class Refused(Exception):
@@ -207,14 +207,22 @@ def create_app():
     async def lifespan(app):
         tasks = [asyncio.create_task(batcher.run())]
 
-        async def first_load():
-            if setting("RUN_DIR"):  # tells the serve command that this worker is ready
-                models.on_loaded = lambda: Path(setting("RUN_DIR"), f"ready-{os.getpid()}").touch()
-            await models.reload()
+        if setting("RUN_DIR"):  # tells the serve command that this worker is ready
+            models.on_loaded = lambda: Path(setting("RUN_DIR"), f"ready-{os.getpid()}").touch()
+
+        async def load(first=True):
+            if first:
+                await models.reload()
             if setting("POLL_SECONDS") > 0:
                 await models.poll(setting("POLL_SECONDS"))
 
-        tasks.append(asyncio.create_task(first_load()))
+        if setting("LOAD_FIRST"):
+            # serve --ray: Ray Serve counts a replica as started once this start-up returns, so the
+            # first load is awaited here, and "started" means the models answer (or /readyz says why not).
+            await models.reload()
+            tasks.append(asyncio.create_task(load(first=False)))
+        else:  # uvicorn: /healthz answers while the models load
+            tasks.append(asyncio.create_task(load()))
         try:
             yield
         finally:

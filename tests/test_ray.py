@@ -38,9 +38,11 @@ def cluster(tmp_path_factory):
 
     homes = [tmp_path_factory.mktemp("home1"), tmp_path_factory.mktemp("home2")]
     node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False}
-    cluster = Cluster(initialize_head=True, head_node_args={**node, "env_vars": {"HOME": str(homes[0])}})
+    # Ray Serve reports a replica that no node can take after 30 s, every 30 s; 3 s keeps that test short.
+    slow = {"RAY_SERVE_SLOW_STARTUP_WARNING_S": "3", "RAY_SERVE_SLOW_STARTUP_WARNING_PERIOD_S": "3"}
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "env_vars": {**slow, "HOME": str(homes[0])}})
     try:
-        cluster.add_node(**node, env_vars={"HOME": str(homes[1])})
+        cluster.add_node(**node, env_vars={**slow, "HOME": str(homes[1])})
         ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.ERROR,
                  runtime_env=ray_score.package_env())
         yield cluster, homes
@@ -230,6 +232,45 @@ def test_serve_ray_gives_the_replicas_a_home_path_as_each_node_reads_it(node_sto
     assert seen["KEE_SERVE_STORE"] == "~/store" and seen["KEE_SERVE_MODELS"] == str(models[0].resolve())
 
 
+def test_serve_ray_refuses_more_replicas_than_the_cluster_has_cpus(cluster, models, serve_settings):
+    """Three replicas of one CPU on two one-CPU nodes: one clear error at once, before deploying."""
+    from external_embeddings import ray_serve
+    from test_server import free_port
+
+    started = time.monotonic()
+    with pytest.raises(InputError, match=r"asks for 3 replicas of one CPU each, but the Ray cluster has 2 CPUs; "
+                                         r"ask for at most 2 replicas, or add nodes"):
+        ray_serve.start(serve_settings, models[1].fingerprint, 3, "127.0.0.1", free_port(), proxies="HeadOnly")
+    assert time.monotonic() - started < 5
+
+
+def test_a_replica_that_no_node_has_room_for_ends_the_wait_with_an_error(cluster, models, serve_settings):
+    """One CPU held by another actor: the second replica cannot be placed. The wait ends at its
+    timeout, or as soon as Ray Serve reports the replica unschedulable (after 3 s here, 30 s by default)."""
+    from ray import serve
+
+    from external_embeddings import ray_serve
+    from test_server import free_port
+
+    @ray.remote(num_cpus=1)
+    class Holder:
+        def ping(self):
+            return True
+
+    holder = Holder.remote()
+    ray.get(holder.ping.remote())
+    try:
+        with pytest.raises(InputError, match=r"the replicas did not start within 1 s"):
+            ray_serve.start(serve_settings, models[1].fingerprint, 2, "127.0.0.1", free_port(), proxies="HeadOnly",
+                            timeout_s=1)
+        with pytest.raises(InputError, match=r"Ray cannot place every replica: .*to be scheduled.*"
+                                             r"ask for fewer --replicas, or add nodes with free CPUs"):
+            ray_serve.wait_until_running(timeout_s=60)
+    finally:
+        serve.shutdown()
+        ray.kill(holder)
+
+
 @pytest.fixture(scope="module")
 def ray_server(cluster, models, serve_settings):
     """One replica of the app on the cluster, answering on a free port of 127.0.0.1."""
@@ -244,19 +285,20 @@ def ray_server(cluster, models, serve_settings):
         ray_serve.start(serve_settings, models[1].fingerprint, 1, "127.0.0.1", int(url.rsplit(":", 1)[1]),
                         proxies="HeadOnly")
         with httpx.Client(base_url=url, headers=AUTH, timeout=60) as client:
-            wait_until_ready(client)
+            wait_until_ready(client, "/healthz")  # only for the proxy to listen: the replica has loaded its models
+            client.first_readyz = client.get("/readyz").json()
             yield client
     finally:
         serve.shutdown()
 
 
-def wait_until_ready(client, seconds=120):
+def wait_until_ready(client, path="/readyz", seconds=120):
     import httpx
 
     deadline = time.monotonic() + seconds
     while True:
         try:
-            if client.get("/readyz").status_code == 200:
+            if client.get(path).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -268,6 +310,17 @@ REQUESTS = [("post", "/v1/predict", {"texts": TEXTS}, AUTH), ("post", "/v1/predi
             "models": [MODELS[1]], "top_k": 2}, AUTH), ("post", "/v1/predict", {"texts": ["a", 3]}, AUTH),
             ("post", "/v1/predict", {"texts": TEXTS + TEXTS}, AUTH), ("post", "/v1/predict", {"texts": ["x"]}, {}),
             ("get", "/v1/models", None, AUTH), ("get", "/v1/nowhere", None, AUTH), ("get", "/v1/predict", None, AUTH)]
+
+
+def test_serve_ray_starts_once_the_models_are_loaded(ray_server):
+    """start returns only when the replica answers: its first /readyz is 200 with both models,
+    and the command's own wait (which prints "Serving") returns at once."""
+    from external_embeddings import ray_serve
+
+    assert ray_server.first_readyz["ready"] is True and ray_server.first_readyz["models"] == len(MODELS)
+    started = time.monotonic()
+    ray_serve.wait_until_ready(ray_server.base_url.host, ray_server.base_url.port, TOKEN)
+    assert time.monotonic() - started < 2
 
 
 def test_ray_serve_answers_as_the_single_machine_server(ray_server, serve_settings, monkeypatch):
