@@ -24,8 +24,10 @@ def application(settings, fingerprint, replicas=1):
 
     from .server import create_app
 
+    env = {**settings, "KEE_SERVE_LOAD_FIRST": "1"}  # started = models loaded (server.create_app's lifespan)
+
     @serve.deployment(name="server", num_replicas=replicas,
-                      ray_actor_options={"num_cpus": 1, "runtime_env": {"env_vars": {**settings, "KEE_SERVE_LOAD_FIRST": "1"}}})
+                      ray_actor_options={"num_cpus": 1, "runtime_env": {"env_vars": env}})
     @serve.ingress(create_app)  # built in each replica, after __init__ has checked the store
     class Server:
         def __init__(self):

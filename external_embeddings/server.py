@@ -210,19 +210,21 @@ def create_app():
         if setting("RUN_DIR"):  # tells the serve command that this worker is ready
             models.on_loaded = lambda: Path(setting("RUN_DIR"), f"ready-{os.getpid()}").touch()
 
-        async def load(first=True):
-            if first:
-                await models.reload()
+        async def poll():
             if setting("POLL_SECONDS") > 0:
                 await models.poll(setting("POLL_SECONDS"))
+
+        async def load_then_poll():
+            await models.reload()
+            await poll()
 
         if setting("LOAD_FIRST"):
             # serve --ray: Ray Serve counts a replica as started once this start-up returns, so the
             # first load is awaited here, and "started" means the models answer (or /readyz says why not).
             await models.reload()
-            tasks.append(asyncio.create_task(load(first=False)))
+            tasks.append(asyncio.create_task(poll()))
         else:  # uvicorn: /healthz answers while the models load
-            tasks.append(asyncio.create_task(load()))
+            tasks.append(asyncio.create_task(load_then_poll()))
         try:
             yield
         finally:
