@@ -201,8 +201,8 @@ def connected(address=None, cpus=None, runtime_env=None):
         yield ray
         return
     options = dict(address=address, log_to_driver=False, logging_level=logging.ERROR, runtime_env=runtime_env)
-    if address is None:
-        options.update(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+    if address is None:  # "local": a new instance, even when RAY_ADDRESS or a `ray start` on this machine names one
+        options.update(address="local", num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
     try:
         ray.init(**options)
     except (ConnectionError, ValueError, RuntimeError) as e:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -242,6 +243,37 @@ def test_serve_ray_refuses_more_replicas_than_the_cluster_has_cpus(cluster, mode
                                          r"ask for at most 2 replicas, or add nodes"):
         ray_serve.start(serve_settings, models[1].fingerprint, 3, "127.0.0.1", free_port(), proxies="HeadOnly")
     assert time.monotonic() - started < 5
+
+
+def ray_daemons():
+    """The pids of every Ray cluster's own processes on this machine (a GCS server and a raylet per node)."""
+    found = subprocess.run(["ps", "-eo", "pid=,comm="], capture_output=True, text=True).stdout.split("\n")
+    return {line.split()[0] for line in found if line.split()[1:] in (["gcs_server"], ["raylet"])}
+
+
+def test_serve_ray_with_more_replicas_than_cpus_exits_at_once_and_stops_the_ray_it_started(models, tmp_path):
+    """The command as a user runs it, with a private Ray: one error line, exit status 2, no
+    traceback, long before the start timeout, and none of the Ray processes it started left."""
+    from test_server import free_port
+
+    models_dir, store = models
+    replicas = os.cpu_count() + 1
+    sessions = set(Path("/tmp/ray").glob("session_2*"))
+    before, started = ray_daemons(), time.monotonic()  # the test cluster's stay: Ray starts a new one here
+    done = subprocess.run([sys.executable, "-m", "external_embeddings", "serve", "--ray", "--store", str(store.path),
+                           "--models", str(models_dir), "--port", str(free_port()), "--replicas", str(replicas)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: --replicas {replicas}: asks for {replicas} replicas of one CPU each, but the Ray cluster has "
+        f"{os.cpu_count()} CPUs; ask for at most {os.cpu_count()} replicas, or add nodes"]
+    assert "Serving" not in done.stdout
+    assert time.monotonic() - started < 120  # Ray's start-up; the timeout is 600 s
+    assert len(set(Path("/tmp/ray").glob("session_2*")) - sessions) == 1  # it started a Ray of its own, not joined ours
+    deadline = time.monotonic() + 30
+    while ray_daemons() - before:  # ray.shutdown() ends them; give them a moment to exit
+        assert time.monotonic() < deadline, f"Ray processes left running: {ray_daemons() - before}"
+        time.sleep(0.5)
 
 
 def test_a_replica_that_no_node_has_room_for_ends_the_wait_with_an_error(cluster, models, serve_settings):
