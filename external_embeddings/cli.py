@@ -156,6 +156,8 @@ def _serve(args):
                              "give a positive number")
     if args.batch_wait_ms < 0 or args.poll_seconds < 0:
         raise InputError("command line", "--batch-wait-ms and --poll-seconds must be >= 0", "give 0 or more")
+    if args.start_timeout <= 0:
+        raise InputError("command line", f"--start-timeout {args.start_timeout:g} is too small", "give a positive number")
     store = EmbeddingStore.open(args.store, verify=True)
     dirs = _check_models(store, args.models)
     store_path, fingerprint = store.path.resolve(), store.fingerprint
@@ -173,7 +175,7 @@ def _serve(args):
         settings.update(KEE_SERVE_STORE=on_every_node(args.store), KEE_SERVE_MODELS=on_every_node(args.models))
 
         return ray_serve.serve_until_stopped(settings, fingerprint, args.address, args.replicas, args.host,
-                                             args.port, len(dirs))
+                                             args.port, len(dirs), args.start_timeout)
     with tempfile.TemporaryDirectory(prefix="kee-serve-") as run_dir:
         os.environ.update(settings, KEE_SERVE_RUN_DIR=run_dir)
         if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -246,6 +248,8 @@ def main(argv=None):
     serve.add_argument("--ray", action="store_true", help="serve on Ray Serve: replicas across a Ray cluster's nodes")
     serve.add_argument("--address", help="with --ray: a running Ray cluster (ray start --head); else Ray starts here")
     serve.add_argument("--replicas", type=int, default=1, help="with --ray: replicas, one CPU each")
+    serve.add_argument("--start-timeout", type=float, default=600, help="with --ray: seconds to wait for every "
+                       "replica to load its models and answer before giving up")
     serve.set_defaults(run=_serve)
     args = parser.parse_args(argv)
     try:

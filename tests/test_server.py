@@ -268,7 +268,8 @@ def test_serve_refuses_a_bad_store_or_model_before_starting(served, models, tmp_
     manifest["store"]["fingerprint"] = "0" * 64
     (bad / "manifest.json").write_text(json.dumps(manifest))
     for options in (["--store", tmp_path / "nostore", "--models", models], ["--store", store.path, "--models", bad],
-                    ["--store", store.path, "--models", models, "--workers", "0"]):
+                    ["--store", store.path, "--models", models, "--workers", "0"],
+                    ["--store", store.path, "--models", models, "--ray", "--start-timeout", "0"]):
         done = subprocess.run([sys.executable, "-m", "external_embeddings", "serve", *map(str, options)],
                               capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert done.returncode == 2 and done.stderr.startswith("error: ") and len(done.stderr.splitlines()) == 1
