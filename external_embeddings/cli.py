@@ -157,7 +157,8 @@ def _serve(args):
     if args.batch_wait_ms < 0 or args.poll_seconds < 0:
         raise InputError("command line", "--batch-wait-ms and --poll-seconds must be >= 0", "give 0 or more")
     if args.start_timeout <= 0:
-        raise InputError("command line", f"--start-timeout {args.start_timeout:g} is too small", "give a positive number")
+        raise InputError("command line", f"--start-timeout {args.start_timeout:g} is too small",
+                         "give a positive number")
     store = EmbeddingStore.open(args.store, verify=True)
     dirs = _check_models(store, args.models)
     store_path, fingerprint = store.path.resolve(), store.fingerprint

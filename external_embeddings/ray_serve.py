@@ -72,7 +72,7 @@ def start(settings, fingerprint, replicas, host, port, proxies="EveryNode", time
         wait_until_ready(host, port, settings.get("KEE_SERVE_TOKEN"), deadline)
     except TimeoutError as e:
         raise InputError("serve --ray", f"not ready after {timeout_s:g} s ({e})", "check `ray status` and the "
-                         "replicas' logs, then start again (with a longer --start-timeout if it was only slow)") from None
+                         "replicas' logs, or give a longer --start-timeout if it is only slow") from None
 
 
 def wait_until_running(deadline, poll_seconds=0.5):
@@ -101,12 +101,13 @@ def wait_until_running(deadline, poll_seconds=0.5):
                     raise InputError("serve --ray", f"Ray cannot place every replica ({message.strip()})",
                                      "ask for fewer --replicas, free the CPUs that other work holds (`ray "
                                      "status` shows them), or add nodes")
-            if app.status == ApplicationStatus.DEPLOY_FAILED:  # a failed deployment's message ends with the exception
+            if app.status == ApplicationStatus.DEPLOY_FAILED:  # a failed deployment's message ends in the exception
                 failed = [d.message for d in app.deployments.values() if d.status == "DEPLOY_FAILED"] or [app.message]
                 reason = (failed[0].strip().splitlines() or ["no reason given"])[-1].strip()
                 raise InputError("serve --ray", f"Ray Serve could not start the replicas ({reason})",
                                  "see the replicas' logs (`ray logs`, or the Ray dashboard)")
-            pending = "; ".join(_replicas(n, d) for n, d in app.deployments.items()) or f"application {app.status.value}"
+            pending = ("; ".join(_replicas(name, d) for name, d in app.deployments.items())
+                       or f"application {app.status.value}")
         if time.monotonic() > deadline:
             raise TimeoutError(pending)
         time.sleep(poll_seconds)
