@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -243,35 +244,43 @@ def test_serve_ray_refuses_more_replicas_than_the_cluster_has_cpus(cluster, mode
     assert time.monotonic() - started < 5
 
 
-def ray_daemons():
-    """The pids of every Ray cluster's own processes on this machine (a GCS server and a raylet per node)."""
-    found = subprocess.run(["ps", "-eo", "pid=,comm="], capture_output=True, text=True).stdout.split("\n")
-    return {line.split()[0] for line in found if line.split()[1:] in (["gcs_server"], ["raylet"])}
-
-
-def test_serve_ray_with_more_replicas_than_cpus_exits_at_once_and_stops_the_ray_it_started(models, tmp_path):
+def test_serve_ray_with_more_replicas_than_cpus_exits_at_once_and_stops_the_ray_it_started(models):
     """The command as a user runs it, with a private Ray: one error line, exit status 2, no
-    traceback, long before the start timeout, and none of the Ray processes it started left."""
+    traceback, long before the start timeout, and none of the Ray processes it started left.
+
+    Its Ray gets a temporary directory of its own (RAY_TMPDIR), so that its processes are told
+    apart from any other Ray on this machine by their command lines."""
+    import psutil
+
     from test_server import free_port
 
     models_dir, store = models
     replicas = os.cpu_count() + 1
-    sessions = set(Path("/tmp/ray").glob("session_2*"))
-    before, started = ray_daemons(), time.monotonic()  # the test cluster's stay: Ray starts a new one here
-    done = subprocess.run([sys.executable, "-m", "external_embeddings", "serve", "--ray", "--store", str(store.path),
-                           "--models", str(models_dir), "--port", str(free_port()), "--replicas", str(replicas)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    assert done.stderr.strip().splitlines() == [
-        f"error: --replicas {replicas}: asks for {replicas} replicas of one CPU each, but the Ray cluster has "
-        f"{os.cpu_count()} CPUs; ask for at most {os.cpu_count()} replicas, or add nodes"]
-    assert "Serving" not in done.stdout
-    assert time.monotonic() - started < 120  # Ray's start-up; the timeout is 600 s
-    assert len(set(Path("/tmp/ray").glob("session_2*")) - sessions) == 1  # it started a Ray of its own, not joined ours
-    deadline = time.monotonic() + 30
-    while ray_daemons() - before:  # ray.shutdown() ends them; give them a moment to exit
-        assert time.monotonic() < deadline, f"Ray processes left running: {ray_daemons() - before}"
-        time.sleep(0.5)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="kee-ray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    started = time.monotonic()
+    try:
+        done = subprocess.run([sys.executable, "-m", "external_embeddings", "serve", "--ray", "--store",
+                               str(store.path), "--models", str(models_dir), "--port", str(free_port()), "--replicas",
+                               str(replicas)], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                              env={**os.environ, "RAY_TMPDIR": str(ray_tmp)})
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            f"error: --replicas {replicas}: asks for {replicas} replicas of one CPU each, but the Ray cluster has "
+            f"{os.cpu_count()} CPUs; ask for at most {os.cpu_count()} replicas, or add nodes"]
+        assert "Serving" not in done.stdout
+        assert time.monotonic() - started < 120  # Ray's start-up; the timeout is 600 s
+        assert len(list(ray_tmp.glob("ray/session_2*"))) == 1  # it started a Ray of its own, not joined the tests'
+
+        def left():
+            return [p.pid for p in psutil.process_iter(["cmdline", "status"]) if p.info["status"] !=
+                    psutil.STATUS_ZOMBIE and str(ray_tmp) in " ".join(p.info["cmdline"] or [])]
+
+        deadline = time.monotonic() + 30
+        while left():  # ray.shutdown() ends them; give them a moment to exit
+            assert time.monotonic() < deadline, f"Ray processes left running: {left()}"
+            time.sleep(0.5)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_a_replica_that_no_node_has_room_for_ends_the_wait_with_an_error(cluster, models, serve_settings,
