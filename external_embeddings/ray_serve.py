@@ -135,7 +135,7 @@ def wait_until_ready(host, port, token, deadline, poll_seconds=0.5):
         try:
             answer = httpx.get(url, headers=headers, timeout=10)
         except httpx.HTTPError as e:  # the proxy is still starting
-            answer, pending = None, f"{url}: {e or type(e).__name__}"
+            answer, pending = None, f"{url}: {str(e) or type(e).__name__}"
         if answer is not None:
             if answer.status_code == 200:
                 return
