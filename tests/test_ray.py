@@ -334,6 +334,37 @@ def test_a_replica_that_fails_for_another_reason_is_one_error_line_not_a_traceba
         serve.shutdown()
 
 
+def test_the_wait_for_readyz_ends_at_the_deadline_with_its_last_answer():
+    """A proxy whose /readyz keeps answering 503 (models that do not load): the wait gives up at
+    its deadline, once, with the answer, rather than waiting for the folder to be fixed."""
+    import http.server
+    import threading
+
+    from external_embeddings import ray_serve
+
+    class NotReady(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"error": "not ready: a/model.keras cannot be loaded"}'
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotReady) as proxy:
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(TimeoutError, match=r"/readyz answers 503: .*not ready: a/model\.keras cannot be"):
+                ray_serve.wait_until_ready("127.0.0.1", proxy.server_address[1], TOKEN, started + 1,
+                                           poll_seconds=0.1)
+        finally:
+            proxy.shutdown()
+    assert time.monotonic() - started < 5
+
+
 @pytest.fixture(scope="module")
 def ray_server(cluster, models, serve_settings):
     """One replica of the app on the cluster, answering on a free port of 127.0.0.1."""
