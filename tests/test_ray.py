@@ -310,7 +310,7 @@ def test_a_replica_that_no_node_has_room_for_ends_the_wait_with_an_error(cluster
         with pytest.raises(InputError, match=r"^serve --ray: Ray cannot place every replica \(.*to be scheduled.*\); "
                                              r"ask for fewer --replicas, free the CPUs .* or add nodes$"):
             ray_serve.wait_until_running(time.monotonic() + 60)
-        assert time.monotonic() - started < 30  # Serve reports it 3 s after the replica's start (10 s here at most)
+        assert time.monotonic() - started < 45  # Serve reports it 3 s after the replica's start; ~15 s here, loaded
     finally:
         serve.shutdown()
         ray.kill(holder)
