@@ -125,6 +125,14 @@ def check_embedding(model, word_index, where):
                          "re-run the script that wrote it")
 
 
+def embedding_matrix(model):
+    """A baseline's frozen Embedding weights, as numpy."""
+    import keras
+
+    layer = next(layer for layer in model.layers if isinstance(layer, keras.layers.Embedding))
+    return keras.ops.convert_to_numpy(layer.embeddings)
+
+
 def top_labels(probabilities, labels, k):
     """The ``k`` most probable labels, best first, as ``[{"label", "probability"}]``."""
     best = np.argsort(-probabilities, kind="stable")[:k]
@@ -135,7 +143,7 @@ class Predictor:
     """One store and K models; ``predict(texts)`` runs every model on one shared mapping."""
 
     def __init__(self, store, models_dir):
-        self.store, self.models = store, {}
+        self.store, self.models, self._with_vector = store, {}, {}
         root = Path(models_dir)
         for model_dir in find_model_dirs(root):
             manifest = read_manifest(model_dir)
@@ -144,9 +152,11 @@ class Predictor:
             vocabulary = read_vocabulary(model_dir, manifest)
             model = load_model(model_dir)
             check_model(model, manifest, where, store.dim)
+            name = model_dir.relative_to(root).as_posix() if model_dir != root else root.resolve().name
             if manifest["kind"] == "baseline":
                 check_embedding(model, vocabulary, where)
-            name = model_dir.relative_to(root).as_posix() if model_dir != root else root.resolve().name
+                # A word of its index whose GloVe vector was missing has a zero row: not a known word.
+                self._with_vector[name] = np.any(embedding_matrix(model) != 0, axis=1)
             self.models[name] = (model, manifest, vocabulary)
         # External models that know the same words share one mapping, made at the longest of
         # their lengths; each baseline maps through its own word index, so it is its own group.
@@ -220,9 +230,11 @@ class Predictor:
                 ids = [tokenizer.to_ids(doc, word_index) for doc in tokens]
                 # The one mapping these models share, made a tensor once rather than once per model.
                 inputs = keras.ops.convert_to_tensor(self.store.gather(tokenizer.pad(ids, longest)))
-            known = [int(np.count_nonzero(row)) for row in ids]
+            known = [int(np.count_nonzero(row)) for row in ids]  # an external model's ids are store rows + 1
             for name in group:
                 model, manifest, _ = self.models[name]
+                if name in self._with_vector:  # a baseline's id can be a row of zeros
+                    known = [int(self._with_vector[name][np.asarray(row, dtype=np.intp)].sum()) for row in ids]
                 length = manifest["sequence_length"]
                 x = inputs if length == longest else inputs[:, -length:]
                 probabilities = keras.ops.convert_to_numpy(model.predict_on_batch(x))

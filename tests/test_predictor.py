@@ -180,6 +180,23 @@ def test_known_words_tell_an_answer_built_on_nothing(served):
     assert "2 known words" in done.stdout
 
 
+def test_a_baseline_word_without_a_vector_is_not_a_known_word(served):
+    """A word in the baseline's index whose vector was missing (a zero Embedding row) feeds the
+    model nothing: it is not counted, and a text of only such words is flagged like an empty one."""
+    from external_embeddings.predictor import embedding_matrix
+
+    work, store = served
+    predictor = Predictor(store, work / "baseline")
+    (name, (model, _, word_index)), = predictor.models.items()
+    rows = embedding_matrix(model)
+    missing = [w for w, i in word_index.items() if not rows[i].any()]
+    present = [w for w, i in word_index.items() if rows[i].any()]
+    assert missing and present, "the fixture's baseline should index words with and without vectors"
+    empty, blank, mixed = (r[name] for r in predictor.predict(["", " ".join(missing[:3]), f"{missing[0]} {present[0]}"]))
+    assert [r["known_words"] for r in (empty, blank, mixed)] == [0, 0, 1]
+    assert blank["probabilities"] == empty["probabilities"]
+
+
 def test_predictor_streams_texts_batch_by_batch(served, monkeypatch):
     from external_embeddings import predictor as predictor_module
 
