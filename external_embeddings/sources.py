@@ -117,13 +117,17 @@ def _download(url, cache_dir):
     import keras
 
     name = url.rstrip("/").rsplit("/", 1)[-1]
-    target = _cached(cache_dir, "corpora", name.split(".")[0])
+    # Keyed by the whole URL, not its file name: two URLs ending in the same name are two corpora
+    # (get_file too reuses any file of the same name, so the download is named by the key as well).
+    key = hashlib.sha1(url.encode()).hexdigest()[:12]
+    target = _cached(cache_dir, "corpora", f"{name.split('.')[0]}-{key}")
     if target.exists():
         return target, None
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
     try:
-        archive = keras.utils.get_file(name, url, cache_dir=str(Path(cache_dir).expanduser()), cache_subdir="downloads")
+        archive = keras.utils.get_file(f"{key}-{name}", url, cache_dir=str(Path(cache_dir).expanduser()),
+                                       cache_subdir="downloads")
     except Exception as e:  # no network, DNS failure, HTTP error: the caller falls back to the demo corpus
         return None, str(e.__cause__ or e.__context__ or e)  # Keras wraps the urllib error that says why
     finally:

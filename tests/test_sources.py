@@ -2,6 +2,7 @@
 
 import functools
 import http.server
+import shutil
 import tarfile
 import threading
 from types import SimpleNamespace
@@ -53,6 +54,24 @@ def test_corpus_is_downloaded_once_into_the_cache(tmp_path, server, store):
     (www / "20news-bydate.tar.gz").unlink()  # a second run must not need the server
     again = sources.find_corpus(settings(tmp_path, CORPUS_URL=url), store)
     assert again.texts == corpus.texts
+
+
+def test_two_urls_ending_in_the_same_file_name_are_two_corpora(tmp_path, server, store):
+    """The download cache is keyed by the whole URL: a new CORPUS_URL is never the old corpus."""
+    httpd, www = server
+    for folder, topics in (("one", 3), ("two", 2)):
+        root = tmp_path / "src" / folder
+        write_corpus(root, docs_per_topic=3)
+        for extra in sorted(p.name for p in root.iterdir())[topics:]:
+            shutil.rmtree(root / extra)
+        (www / folder).mkdir()
+        with tarfile.open(www / folder / "corpus.tar.gz", "w:gz") as tar:
+            for category in sorted(root.iterdir()):
+                tar.add(category, arcname=category.name)
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    one = sources.find_corpus(settings(tmp_path, CORPUS_URL=f"{base}/one/corpus.tar.gz"), store)
+    two = sources.find_corpus(settings(tmp_path, CORPUS_URL=f"{base}/two/corpus.tar.gz"), store)
+    assert len(one.label_names) == 3 and len(two.label_names) == 2
 
 
 def test_offline_falls_back_to_the_demo_corpus_with_one_line(tmp_path, server, store, capsys):
