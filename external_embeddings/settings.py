@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from .errors import InputError
 
 ENV_PREFIX = "KEE_"  # KEE_EPOCHS=2 in the environment; the command line wins over it.
+SERVER_PREFIX = "KEE_SERVE_"  # the server's own variables (external_embeddings.server)
 
 # Values no experiment can run with; each rule says what it wants.
 _RULES = {
@@ -98,7 +99,8 @@ def load(config_module, argv=None, environ=None):
         given.add(key)
 
     for name, text in environ.items():
-        if name.startswith(ENV_PREFIX):
+        # KEE_SERVE_* belong to the server (KEE_SERVE_TOKEN is how its token is best given), not to the scripts.
+        if name.startswith(ENV_PREFIX) and not name.startswith(SERVER_PREFIX):
             apply(name[len(ENV_PREFIX):], text, f"environment {name}")
     for arg in argv:
         if arg in ("-h", "--help"):

@@ -39,6 +39,12 @@ def test_an_unknown_key_in_the_environment_is_named_with_its_variable():
     assert message.startswith("environment KEE_EPOCS: unknown setting EPOCS; known settings: ")
 
 
+def test_the_servers_own_variables_are_left_to_the_server():
+    """KEE_SERVE_TOKEN (the README's way to give the token) must not stop a training script."""
+    cfg = settings.load(config, [], environ={"KEE_SERVE_TOKEN": "s3cret", "KEE_SERVE_MAX_TEXTS": "8", "KEE_EPOCHS": "2"})
+    assert cfg.EPOCHS == 2
+
+
 def test_lower_case_keys_are_unknown_not_silently_ignored():
     assert "unknown setting epochs" in from_argv("epochs", "3")
 
