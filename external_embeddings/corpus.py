@@ -2,7 +2,7 @@
 
 Two layouts are read: the original's (``ROOT/<category>/<number>``) and the "bydate" one
 (``ROOT/20news-bydate-train/...`` and optionally ``ROOT/20news-bydate-test/...``), whose test
-split gives a test accuracy. Files are latin-1, so every byte reads without error.
+split gives a test accuracy; either may sit inside one wrapping folder (``ROOT/20_newsgroups/...``). Files are latin-1, so every byte reads without error.
 
 Header policy: the news headers (``From:``, ``Newsgroups:``, ...) are dropped so the
 ``Newsgroups:`` header cannot leak the label. When the file has a blank line, everything up to
@@ -91,12 +91,30 @@ def _read_categories(root, corpus, label_names=None):
     return texts, np.array(labels, dtype=np.int64), names
 
 
+def _unwrapped(root):
+    """The folder below ``root``'s single wrapping folders, as ``tar czf x.tar.gz folder/`` makes them.
+
+    A folder whose one visible entry is a folder that itself holds folders cannot be a corpus (a
+    classifier needs two categories, and a category holds documents), so it is looked through:
+    ``20_newsgroups/alt.atheism/...`` (the original example's archive) reads as its categories.
+    """
+    for _ in range(4):
+        if (root / TRAIN).is_dir():
+            return root
+        entries = [e for e in root.iterdir() if not e.name.startswith(".")] if root.is_dir() else []
+        if len(entries) != 1 or not entries[0].is_dir() or not any(e.is_dir() for e in entries[0].iterdir()):
+            return root
+        root = entries[0]
+    return root
+
+
 def load_corpus(root):
     """Read a corpus folder in either layout; see the module docstring."""
     root = Path(root).expanduser()
     if not root.exists():
         raise InputError(root, "does not exist", "point TEXT_DATA_DIR at the 20 Newsgroups folder")
     corpus = Corpus([], np.zeros(0), [], source=str(root))
+    root = _unwrapped(root)
     if (root / TRAIN).is_dir():
         corpus.ignored += sum(entry.name not in (TRAIN, TEST) for entry in root.iterdir())
         corpus.texts, corpus.labels, corpus.label_names = _read_categories(root / TRAIN, corpus)

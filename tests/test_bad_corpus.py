@@ -163,6 +163,17 @@ def test_a_test_category_the_training_split_lacks_is_an_error_naming_it(tmp_path
     assert refusal(tmp_path / "news").startswith(f"{test_root / 'talk.new'}: is a category that the training split")
 
 
+def test_a_corpus_inside_one_wrapping_folder_loads_as_the_corpus_itself(tmp_path):
+    """``20_newsgroups/<category>/...`` (the original's archive) and a wrapped bydate root read as if unwrapped."""
+    plain = load_corpus(write_corpus(tmp_path / "plain", docs_per_topic=3))
+    wrapped = load_corpus(write_corpus(tmp_path / "a" / "20_newsgroups", docs_per_topic=3).parent)
+    assert wrapped.label_names == plain.label_names and wrapped.texts == plain.texts
+    write_corpus(tmp_path / "b" / "top" / TRAIN, docs_per_topic=3)
+    write_corpus(tmp_path / "b" / "top" / TEST, docs_per_topic=1)
+    bydate = load_corpus(tmp_path / "b")
+    assert bydate.texts == plain.texts and len(bydate.test_texts) == 3
+
+
 def test_a_good_corpus_still_loads_with_aligned_labels(tmp_path):
     corpus = load_corpus(write_corpus(tmp_path / "news", docs_per_topic=4))
     assert corpus.ignored == corpus.empty == 0 and len(corpus.texts) == 12

@@ -74,6 +74,15 @@ def test_two_urls_ending_in_the_same_file_name_are_two_corpora(tmp_path, server,
     assert len(one.label_names) == 3 and len(two.label_names) == 2
 
 
+def test_a_tarball_of_a_corpus_folder_packed_with_the_folder_itself_loads(tmp_path, store):
+    """``tar czf corpus.tar.gz news/``, the usual way to pack a folder, gives its categories."""
+    write_corpus(tmp_path / "news", docs_per_topic=2)
+    with tarfile.open(tmp_path / "corpus.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "news", arcname="news")
+    corpus = sources.find_corpus(settings(tmp_path, TEXT_DATA_DIR=str(tmp_path / "corpus.tar.gz")), store)
+    assert corpus.label_names == TOPIC_NAMES and len(corpus.texts) == 6
+
+
 def test_offline_falls_back_to_the_demo_corpus_with_one_line(tmp_path, server, store, capsys):
     httpd, _ = server
     url = f"http://127.0.0.1:{httpd.server_address[1]}/missing.tar.gz"  # 404, as when offline
