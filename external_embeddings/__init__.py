@@ -4,6 +4,7 @@ Importing the package (and opening or converting a store) never imports TensorFl
 """
 
 from .errors import InputError, MemoryBudgetError
+from .predictor import Predictor
 from .store import EmbeddingStore
 
-__all__ = ["EmbeddingStore", "InputError", "MemoryBudgetError"]
+__all__ = ["EmbeddingStore", "InputError", "MemoryBudgetError", "Predictor"]

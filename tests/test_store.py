@@ -128,7 +128,7 @@ def test_map_npy_maps_what_numpy_writes(tmp_path, array, version):
 
 
 def test_open_and_lookup_never_import_tensorflow(store):
-    code = ("import sys; from external_embeddings import EmbeddingStore; "
+    code = ("import sys; from external_embeddings import EmbeddingStore, Predictor; "
             f"s = EmbeddingStore.open({str(store.path)!r}, verify=True); s.batch([['orbit']], 5); "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
