@@ -95,3 +95,15 @@ def report(out_dir, metrics):
     print(" " * width + "".join(f"  {n.removeprefix('pretrained_'):>28}" for n in names))
     for key in keys:
         print(key.ljust(width) + "".join(f"  {tables[n].get(key, '-'):>28}" for n in names))
+    if len(runs) == 2 and (differ := _differences(*runs.values())):
+        print(f"Not like for like: the runs differ in {differ}.")
+
+
+# What must match for the two runs' figures to compare (older metrics.json files lack some: skipped).
+LIKE_FOR_LIKE = ("epochs", "corpus", "vectors", "train_samples", "val_samples")
+
+
+def _differences(a, b):
+    """The LIKE_FOR_LIKE fields in which two runs' metrics differ, as text, or ""."""
+    return "; ".join(f"{key} ({a[key]} vs {b[key]})" for key in LIKE_FOR_LIKE
+                     if key in a and key in b and a[key] != b[key])

@@ -83,6 +83,21 @@ def test_a_damaged_or_older_metrics_file_of_the_other_run_costs_nothing(runs, tm
         assert f"{metrics['val_accuracy']:.4f}" in printed and shown in printed
 
 
+def test_runs_that_differ_in_epochs_or_data_are_flagged_beside_each_other(runs, tmp_path, capsys):
+    from external_embeddings.results import report
+
+    output, printed = runs
+    assert "Not like for like" not in printed["pretrained_external_word_embeddings"]  # the same settings
+    metrics = json.loads((output / "pretrained_external_word_embeddings" / "metrics.json").read_text())
+    other = {**json.loads((output / "pretrained_word_embeddings" / "metrics.json").read_text()),
+             "epochs": metrics["epochs"] + 1}
+    (tmp_path / "pretrained_word_embeddings").mkdir()
+    (tmp_path / "pretrained_word_embeddings" / "metrics.json").write_text(json.dumps(other))
+    report(tmp_path / "pretrained_external_word_embeddings", metrics)
+    epochs = metrics["epochs"]
+    assert f"Not like for like: the runs differ in epochs ({epochs} vs {epochs + 1})." in capsys.readouterr().out
+
+
 def test_stage_lines_report_counts(runs):
     _, printed = runs
     assert "Loaded 34 word vectors of dimension 8" in printed["pretrained_word_embeddings"]
