@@ -39,7 +39,8 @@ def main(argv=None):
 
     # ## Load the pre-trained word vectors (mapped from a store, converted once)
     store = sources.open_vectors(cfg.VECTORS, cfg.CACHE_DIR, cfg.MAX_MATERIALIZE_BYTES)
-    print(f"Loaded {store.count:,} word vectors of dimension {store.dim} from {store.manifest['source']['file']}.")
+    print(f"Loaded {store.count:,} word vectors of dimension {store.dim} from {store.manifest['source']['file']}"
+          f" (store: {store.path}).")
 
     # ## Load the corpus and tokenize it (the same tokens in both scripts)
     corpus = sources.find_corpus(cfg, store)
