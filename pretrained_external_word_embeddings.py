@@ -25,11 +25,12 @@ from pathlib import Path
 import keras
 
 import config
-from external_embeddings import errors, settings, sources, tokenizer
+from external_embeddings import errors, settings, sources
+from external_embeddings.text import tokenizer
 from external_embeddings.batches import Batches
-from external_embeddings.corpus import split
-from external_embeddings.model import conv_classifier
-from external_embeddings.results import peak_rss_bytes, report, save_run
+from external_embeddings.text.corpus import split
+from external_embeddings.models.model import conv_classifier
+from external_embeddings.models.results import peak_rss_bytes, report, save_run
 
 
 def main(argv=None):

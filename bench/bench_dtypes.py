@@ -66,7 +66,8 @@ def padded_corpus(store, corpus):
     Tokens and ids do not depend on the seed, only the validation split does.
     """
     import config
-    from external_embeddings import settings, sources, tokenizer
+    from external_embeddings import settings, sources
+    from external_embeddings.text import tokenizer
     from external_embeddings.store import EmbeddingStore
 
     cfg = settings.load(config, run_args(store, 0, 1, corpus))
@@ -88,7 +89,7 @@ def same_model_accuracy(model_dir, stores, seed, epochs, corpus):
     import config
     from external_embeddings import settings
     from external_embeddings.batches import Batches
-    from external_embeddings.corpus import split
+    from external_embeddings.text.corpus import split
     from external_embeddings.store import EmbeddingStore
 
     cfg = settings.load(config, run_args(stores["float32"], seed, epochs, corpus))

@@ -54,7 +54,7 @@ def worker(kind, store_dir, model_dirs, touch_rows=None):
     import keras
     import tensorflow as tf
 
-    from external_embeddings.model import conv_classifier, load_model
+    from external_embeddings.models.model import conv_classifier, load_model
 
     tf.get_logger().setLevel("ERROR")  # each model traces its own predict function: expected
     from external_embeddings.store import EmbeddingStore
@@ -154,7 +154,7 @@ def line(ks, totals):
 
 def cnn_bytes(model_dir):
     """Bytes of the CNN's weights (the external model holds nothing else)."""
-    from external_embeddings.model import load_model
+    from external_embeddings.models.model import load_model
 
     return sum(int(np.prod(w.shape)) * 4 for w in load_model(model_dir).weights)
 

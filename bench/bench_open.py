@@ -82,7 +82,7 @@ def convert_vs_parse(vectors_file, work_dir, repeats=3):
 
 def sample_tokens(store, count=1000):
     """1,000 tokens of real text when the corpus is there (unknown words included), else store words."""
-    from external_embeddings import tokenizer
+    from external_embeddings.text import tokenizer
 
     corpus = common.load_texts(50)
     tokens = [t for text in corpus.texts for t in tokenizer.tokenize(text)] if corpus else []

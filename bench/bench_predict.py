@@ -26,13 +26,13 @@ class BaselineServer:
     """K baseline models, each with its own word index, answering like ``Predictor.predict``."""
 
     def __init__(self, model_dirs):
-        from external_embeddings.model import load_model, read_manifest
+        from external_embeddings.models.model import load_model, read_manifest
 
         self.models = {d.name: (load_model(d), read_manifest(d), json.loads((d / "word_index.json").read_text()))
                        for d in model_dirs}
 
     def predict(self, texts):
-        from external_embeddings import tokenizer
+        from external_embeddings.text import tokenizer
         from external_embeddings.predictor import BATCH_TEXTS
 
         results = []

@@ -76,7 +76,8 @@ print(len(KeyedVectors.load_word2vec_format(sys.argv[1], binary=False, no_header
 '''
 ONE_THREAD = '''
 import sys
-from external_embeddings import cli, vectors_file
+from external_embeddings import cli
+from external_embeddings.vectors import text_format as vectors_file
 vectors_file._threads = lambda size: 1
 cli.main(sys.argv[1:])
 '''
@@ -248,8 +249,8 @@ def make_models(store_dir, vocabularies):
     """One baseline model per vocabulary and one external model, saved as the scripts save them."""
     import keras
 
-    from external_embeddings.model import conv_classifier
-    from external_embeddings.results import save_run
+    from external_embeddings.models.model import conv_classifier
+    from external_embeddings.models.results import save_run
     from external_embeddings.store import EmbeddingStore
 
     store = EmbeddingStore.open(store_dir)

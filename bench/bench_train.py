@@ -21,7 +21,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from external_embeddings.results import peak_rss_bytes  # noqa: E402
+from external_embeddings.models.results import peak_rss_bytes  # noqa: E402
 
 SCRIPTS = {"baseline": "pretrained_word_embeddings", "external": "pretrained_external_word_embeddings"}
 
@@ -60,7 +60,7 @@ def train(side, corpus, epochs):
 
 def materialize(count):
     """Subprocess body: build the (count, length, dim) array at once; print RSS figures as JSON."""
-    from external_embeddings import tokenizer
+    from external_embeddings.text import tokenizer
     from external_embeddings.store import EmbeddingStore
 
     store = EmbeddingStore.open(common.glove_store().path, max_bytes=2**40)  # no budget: that is the point

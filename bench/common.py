@@ -117,7 +117,7 @@ def glove_text_file():
 def load_texts(count=None):
     """Documents of the real 20 Newsgroups train split (headers dropped), or None without it.
 
-    Returns the corpus object of external_embeddings.corpus, cut to ``count`` documents spread
+    Returns the corpus object of external_embeddings.text.corpus, cut to ``count`` documents spread
     over all categories when ``count`` is given.
     """
     if not TRAIN_TAR.is_file():
@@ -163,7 +163,7 @@ NUM_WORDS = 20000  # config.MAX_NUM_WORDS: the baseline Embedding's rows
 
 def word_index_for(store):
     """The baseline's word index as the script builds it: the corpus's most frequent words."""
-    from external_embeddings import tokenizer
+    from external_embeddings.text import tokenizer
 
     corpus = load_texts()
     texts = corpus.texts if corpus else generated_texts(store, 2000)
@@ -186,9 +186,9 @@ def make_models(store, count=MAX_K):
 
     import keras
 
-    from external_embeddings import tokenizer
-    from external_embeddings.model import conv_classifier
-    from external_embeddings.results import save_run
+    from external_embeddings.text import tokenizer
+    from external_embeddings.models.model import conv_classifier
+    from external_embeddings.models.results import save_run
 
     fresh_dir(MODELS)
     corpus = load_texts()

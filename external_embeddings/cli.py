@@ -1,7 +1,6 @@
 """The command line: ``python -m external_embeddings convert|verify|predict|score|serve ...``."""
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
@@ -11,31 +10,14 @@ import time
 from pathlib import Path
 
 from .errors import InputError, reported
-from .text_files import file_lines
-from .tokenizer import check_texts
-
-
-@contextlib.contextmanager
-def _native_logs_hidden():
-    """Hide TensorFlow's C++ start-up log, which 2.21 prints whatever TF_CPP_MIN_LOG_LEVEL says.
-
-    File descriptor 2 points at /dev/null while TensorFlow loads; Python errors raised inside
-    still reach the user, since they are printed after the descriptor is restored.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+from .models.model import native_logs_hidden
+from .text.text_files import file_lines
+from .text.tokenizer import check_texts
 
 
 def _convert(args):
     from .sources import convert_file
-    from .store import EmbeddingStore, convert_store
+    from .store.embedding_store import EmbeddingStore, convert_store
 
     started = time.perf_counter()
     if Path(args.source, "store.json").is_file():  # an existing store, e.g. float32 -> int8
@@ -52,7 +34,7 @@ def _convert(args):
 
 
 def _verify(args):
-    from .store import EmbeddingStore
+    from .store.embedding_store import EmbeddingStore
 
     store = EmbeddingStore.open(args.store, verify="full")  # every byte, whatever an earlier open checked
     print(f"{store.path}: {store.count:,} words, dim {store.dim}, {store.manifest['dtype']}, "
@@ -84,11 +66,11 @@ def _texts(args):
 
 
 def _predict(args):
-    from .store import EmbeddingStore
+    from .store.embedding_store import EmbeddingStore
 
     texts = _texts(args)
     store = EmbeddingStore.open(args.store, verify=True)
-    with _native_logs_hidden():
+    with native_logs_hidden():
         from .predictor import Predictor
 
         predictor = Predictor(store, args.models)
@@ -116,7 +98,7 @@ def _ray_on_loopback(address):
 def _score(args):
     _ray_on_loopback(args.address)
     try:
-        from . import ray_score
+        from .serving import ray_score
     except ImportError as e:
         raise InputError("score", f"needs Ray ({e})", 'pip install "ray[data,serve]" (see requirements.txt)') from None
     summary = ray_score.score(args.store, args.models, args.input, args.output, address=args.address,
@@ -126,7 +108,7 @@ def _score(args):
 
 def _check_models(store, models_dir):
     """Every model's manifest and word list, checked without TensorFlow (the workers load the rest)."""
-    from .model import MANIFEST_FILE, read_manifest
+    from .models.model import MANIFEST_FILE, read_manifest
     from .predictor import check_manifest, find_model_dirs, read_vocabulary
 
     dirs = find_model_dirs(models_dir)
@@ -148,7 +130,7 @@ def _serve(args):
     import tempfile
     import threading
 
-    from .store import EmbeddingStore
+    from .store.embedding_store import EmbeddingStore
 
     for name in ("port", "workers", "replicas", "max_texts", "max_bytes", "batch_texts"):
         if getattr(args, name) < (0 if name in ("port", "batch_texts") else 1):
@@ -169,8 +151,8 @@ def _serve(args):
                     KEE_SERVE_TOKEN=args.token or "")
     if args.ray:
         _ray_on_loopback(args.address)
-        from . import ray_serve
-        from .ray_score import on_every_node
+        from .serving import ray_serve
+        from .serving.ray_cluster import on_every_node
 
         # As each node should read them, as score does: a "~" path is each node's own home.
         settings.update(KEE_SERVE_STORE=on_every_node(args.store), KEE_SERVE_MODELS=on_every_node(args.models))
@@ -189,7 +171,7 @@ def _serve(args):
         # uvicorn re-raises the SIGTERM it handled once it has shut down; that is a clean stop too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
-            uvicorn.run("external_embeddings.server:create_app", factory=True, host=args.host, port=args.port,
+            uvicorn.run("external_embeddings.serving.app:create_app", factory=True, host=args.host, port=args.port,
                         workers=args.workers, log_level="warning", access_log=args.access_log,
                         timeout_graceful_shutdown=10)
         except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: the shutdown was clean

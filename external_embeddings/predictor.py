@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import tokenizer
+from .text import tokenizer
 from .errors import InputError
-from .model import MANIFEST_FILE, MODEL_FILE, load_model, read_json, read_manifest
+from .models.model import MANIFEST_FILE, MODEL_FILE, load_model, read_json, read_manifest
 
 BASELINE_INDEX = "word_index.json"
 BATCH_TEXTS = 256  # texts mapped and run at a time, so memory stays flat for any number of texts

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from .errors import InputError
 
 ENV_PREFIX = "KEE_"  # KEE_EPOCHS=2 in the environment; the command line wins over it.
-SERVER_PREFIX = "KEE_SERVE_"  # the server's own variables (external_embeddings.server)
+SERVER_PREFIX = "KEE_SERVE_"  # the server's own variables (external_embeddings.serving.app)
 
 # Values no experiment can run with; each rule says what it wants.
 _RULES = {

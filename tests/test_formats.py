@@ -62,7 +62,7 @@ def test_googlenews_layout_and_bin_gz_read_the_same(tmp_path):
 
 
 def test_word2vec_binary_pieces_streamed_to_disk_match(tmp_path, monkeypatch):
-    from external_embeddings import formats
+    from external_embeddings.vectors import formats
 
     kv = keyed_vectors()
     (tmp_path / "news.bin").write_bytes(googlenews_bytes(kv))
@@ -207,7 +207,7 @@ def test_convert_file_leaves_no_temporary_folder_and_drops_duplicates_on_disk(tm
 
 @pytest.mark.parametrize("duplicates", [False, True])
 def test_a_float32_store_takes_the_streamed_rows_file_instead_of_writing_it_again(tmp_path, monkeypatch, duplicates):
-    from external_embeddings import store as store_module
+    from external_embeddings.store import embedding_store as store_module
 
     rows = vector_rows()
     if duplicates:
@@ -229,7 +229,7 @@ def test_a_float32_store_takes_the_streamed_rows_file_instead_of_writing_it_agai
 
 
 def test_duplicates_are_dropped_on_disk_chunk_by_chunk(tmp_path, monkeypatch):
-    from external_embeddings import rows_file
+    from external_embeddings.vectors import rows_file
 
     monkeypatch.setattr(rows_file, "_CHUNK_ROWS", 3)
     rows = vector_rows()

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import DIM, write_corpus
-from external_embeddings import tokenizer
-from external_embeddings.corpus import load_corpus
+from external_embeddings.text import tokenizer
+from external_embeddings.text.corpus import load_corpus
 
 
 def test_tokenize_matches_keras2_text_to_word_sequence():

@@ -4,7 +4,7 @@ import codecs
 
 import pytest
 
-from external_embeddings.text_files import file_lines, unescape
+from external_embeddings.text.text_files import file_lines, unescape
 from external_embeddings.errors import InputError
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, vector_rows, write_vectors
-from external_embeddings import InputError, tokenizer
+from external_embeddings import InputError
+from external_embeddings.text import tokenizer
 from external_embeddings.predictor import Predictor
 
 TEXTS = ["The rocket reached orbit around the moon.", "The doctor saw a patient with a virus.",

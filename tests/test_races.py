@@ -16,7 +16,8 @@ from external_embeddings.store import EmbeddingStore
 RACER = """
 import os, sys, time
 from pathlib import Path
-from external_embeddings import cli, sources, store, vectors_file  # imported before the start, not after
+from external_embeddings import cli, sources, store  # imported before the start, not after
+from external_embeddings.vectors import read, text_format
 Path(sys.argv[1] + f".ready-{{os.getpid()}}").touch()
 while not Path(sys.argv[1]).exists():
     time.sleep(0.005)

@@ -26,7 +26,8 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray")
 
 from conftest import ROOT, vector_rows  # noqa: E402
-from external_embeddings import InputError, ray_score  # noqa: E402
+from external_embeddings import InputError  # noqa: E402
+from external_embeddings.serving import ray_score  # noqa: E402
 from external_embeddings.predictor import Predictor  # noqa: E402
 from external_embeddings.store import write_store  # noqa: E402
 
@@ -210,7 +211,7 @@ def test_a_serve_replica_on_a_node_whose_store_has_another_fingerprint_refuses_t
     Before the ``ray_server`` fixture below, which deploys the app under the same name."""
     from ray import serve
 
-    from external_embeddings import ray_serve
+    from external_embeddings.serving import ray_serve
     from test_server import free_port
 
     try:
@@ -223,7 +224,8 @@ def test_a_serve_replica_on_a_node_whose_store_has_another_fingerprint_refuses_t
 
 def test_serve_ray_gives_the_replicas_a_home_path_as_each_node_reads_it(node_stores, models, monkeypatch):
     """serve --ray leaves ``~`` for each node to expand (as score does), so each replica checks its own copy."""
-    from external_embeddings import cli, ray_serve
+    from external_embeddings import cli
+    from external_embeddings.serving import ray_serve
 
     seen = {}
     monkeypatch.setattr(ray_serve, "serve_until_stopped", lambda settings, *rest: seen.update(settings))
@@ -234,7 +236,7 @@ def test_serve_ray_gives_the_replicas_a_home_path_as_each_node_reads_it(node_sto
 
 def test_serve_ray_refuses_more_replicas_than_the_cluster_has_cpus(cluster, models, serve_settings):
     """Three replicas of one CPU on two one-CPU nodes: one clear error at once, before deploying."""
-    from external_embeddings import ray_serve
+    from external_embeddings.serving import ray_serve
     from test_server import free_port
 
     started = time.monotonic()
@@ -289,7 +291,7 @@ def test_a_replica_that_no_node_has_room_for_ends_the_wait_with_an_error(cluster
     timeout, naming what is pending, or as soon as Ray Serve reports the replica unplaceable."""
     from ray import serve
 
-    from external_embeddings import ray_serve
+    from external_embeddings.serving import ray_serve
     from test_server import free_port
 
     monkeypatch.setattr(ray_serve, "UNPLACED_S", 3)  # 30 s by default; Serve's controller reads it at its start
@@ -321,7 +323,7 @@ def test_a_replica_that_fails_for_another_reason_is_one_error_line_not_a_traceba
     setting) fails the deployment after Serve's retries; the reason is the exception's last line."""
     from ray import serve
 
-    from external_embeddings import ray_serve
+    from external_embeddings.serving import ray_serve
     from test_server import free_port
 
     settings = {k: v for k, v in serve_settings.items() if k != "KEE_SERVE_STORE"}
@@ -340,7 +342,7 @@ def test_the_wait_for_readyz_ends_at_the_deadline_with_its_last_answer():
     import http.server
     import threading
 
-    from external_embeddings import ray_serve
+    from external_embeddings.serving import ray_serve
 
     class NotReady(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -371,7 +373,7 @@ def ray_server(cluster, models, serve_settings):
     import httpx
     from ray import serve
 
-    from external_embeddings import ray_serve
+    from external_embeddings.serving import ray_serve
     from test_server import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
@@ -415,7 +417,7 @@ def test_serve_ray_starts_once_the_models_are_loaded(ray_server):
 def test_ray_serve_answers_as_the_single_machine_server(ray_server, serve_settings, monkeypatch):
     from starlette.testclient import TestClient
 
-    from external_embeddings.server import create_app
+    from external_embeddings.serving.app import create_app
 
     for name, value in serve_settings.items():
         monkeypatch.setenv(name, value)

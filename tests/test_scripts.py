@@ -14,7 +14,7 @@ import pytest
 import pretrained_external_word_embeddings as external
 import pretrained_word_embeddings as baseline
 from conftest import DIM, ROOT, write_corpus
-from external_embeddings import tokenizer
+from external_embeddings.text import tokenizer
 from external_embeddings.store import EmbeddingStore
 
 SCRIPTS = {"pretrained_word_embeddings": baseline, "pretrained_external_word_embeddings": external}
@@ -71,7 +71,7 @@ def test_second_script_prints_both_runs_side_by_side(runs):
 
 
 def test_a_damaged_or_older_metrics_file_of_the_other_run_costs_nothing(runs, tmp_path, capsys):
-    from external_embeddings.results import report
+    from external_embeddings.models.results import report
 
     output, _ = runs
     metrics = json.loads((output / "pretrained_external_word_embeddings" / "metrics.json").read_text())
@@ -84,7 +84,7 @@ def test_a_damaged_or_older_metrics_file_of_the_other_run_costs_nothing(runs, tm
 
 
 def test_runs_that_differ_in_epochs_or_data_are_flagged_beside_each_other(runs, tmp_path, capsys):
-    from external_embeddings.results import report
+    from external_embeddings.models.results import report
 
     output, printed = runs
     assert "Not like for like" not in printed["pretrained_external_word_embeddings"]  # the same settings

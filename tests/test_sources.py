@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import write_corpus
-from external_embeddings import sources, tokenizer
+from external_embeddings import sources
+from external_embeddings.text import tokenizer
 
 TOPIC_NAMES = ["rec.space", "rec.sport", "sci.med"]
 

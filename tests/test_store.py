@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, vector_rows, write_vectors
-from external_embeddings import store as store_module
+from external_embeddings.store import embedding_store as store_module
 from external_embeddings.errors import InputError
 from external_embeddings.store import EmbeddingStore, write_store
 

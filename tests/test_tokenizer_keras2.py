@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from external_embeddings import tokenizer
-from external_embeddings.corpus import strip_headers
+from external_embeddings.text import tokenizer
+from external_embeddings.text.corpus import strip_headers
 
 TRAIN_TAR = ROOT.parent / "shared" / "data" / "20news-bydate-train.tar.gz"
 tf_keras = pytest.importorskip("tf_keras")

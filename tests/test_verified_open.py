@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, vector_rows
-from external_embeddings import store as store_module
-from external_embeddings import verified
+from external_embeddings.store import embedding_store as store_module
+from external_embeddings.store import verified
 from external_embeddings.errors import InputError
 from external_embeddings.store import EmbeddingStore, write_store
 

@@ -4,13 +4,34 @@ Keras is imported inside the functions, so that importing the file names and rea
 (results.py, the benchmarks' memory workers) does not start TensorFlow.
 """
 
+import contextlib
 import json
+import os
+import sys
 import zipfile
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 MODEL_FILE, MANIFEST_FILE = "model.keras", "manifest.json"
+
+
+@contextlib.contextmanager
+def native_logs_hidden():
+    """Hide TensorFlow's C++ start-up log, which 2.21 prints whatever TF_CPP_MIN_LOG_LEVEL says.
+
+    File descriptor 2 points at /dev/null while TensorFlow loads; Python errors raised inside
+    still reach the user, since they are printed after the descriptor is restored.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def conv_classifier(inputs, x, num_classes):

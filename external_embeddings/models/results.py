@@ -5,7 +5,7 @@ import re
 import resource
 from pathlib import Path
 
-from .atomic import atomic_dir
+from ..atomic import atomic_dir
 from .model import MANIFEST_FILE, MODEL_FILE
 
 SCRIPTS = ("pretrained_word_embeddings", "pretrained_external_word_embeddings")

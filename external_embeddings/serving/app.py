@@ -21,10 +21,11 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .errors import InputError
-from .serving import Batcher, ModelSet, log
-from .store import EmbeddingStore
-from .tokenizer import check_texts
+from ..errors import InputError
+from ..models.model import native_logs_hidden
+from ..store import EmbeddingStore
+from ..text.tokenizer import check_texts
+from .batching import Batcher, ModelSet, log
 
 # Defaults; each is a KEE_SERVE_<NAME> variable and a serve option.
 DEFAULTS = {"MAX_TEXTS": 1024, "MAX_BYTES": 4_000_000, "BATCH_TEXTS": 64, "BATCH_WAIT_MS": 0.0,
@@ -121,9 +122,7 @@ def create_app():
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
-    from .cli import _native_logs_hidden
-
-    with _native_logs_hidden():  # TensorFlow's C++ start-up chatter, once per worker
+    with native_logs_hidden():  # TensorFlow's C++ start-up chatter, once per worker
         import keras  # noqa: F401
     store = EmbeddingStore.open(store_path)  # checked (verify) by the serve command before spawning
     models = ModelSet(store, models_dir)

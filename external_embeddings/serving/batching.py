@@ -14,9 +14,9 @@ import logging
 import os
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
-log = logging.getLogger("external_embeddings.server")
+log = logging.getLogger("external_embeddings.serving")
 
 
 def folder_signature(models_dir):
@@ -47,7 +47,7 @@ class ModelSet:
         self._lock = asyncio.Lock()
 
     def _load(self):
-        from .predictor import Predictor
+        from ..predictor import Predictor
 
         signature = folder_signature(self.models_dir)
         try:

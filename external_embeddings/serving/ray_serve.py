@@ -11,8 +11,8 @@ they differ.
 import logging
 import time
 
-from .errors import InputError
-from .ray_score import connected, input_error, open_node_store, package_env
+from ..errors import InputError
+from .ray_cluster import connected, input_error, open_node_store, package_env
 
 APP = "external_embeddings"
 START_TIMEOUT_S = 600  # models of a few GB load in a minute or two; anything slower is stuck
@@ -26,7 +26,7 @@ def application(settings, fingerprint, replicas=1):
     """The Ray Serve application: ``replicas`` copies of the server app, one CPU each."""
     from ray import serve
 
-    from .server import create_app
+    from .app import create_app
 
     env = {**settings, "KEE_SERVE_LOAD_FIRST": "1"}  # started = models loaded (server.create_app's lifespan)
 

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from . import verified
-from .atomic import atomic_dir
-from .errors import InputError, MemoryBudgetError
+from ..atomic import atomic_dir
+from ..errors import InputError, MemoryBudgetError
 
 MANIFEST = "store.json"
 BUCKETS = "index_buckets.npy"
@@ -547,7 +547,7 @@ class EmbeddingStore:
 
         Words outside ``vocabulary`` (by default: outside the store) are dropped; see ``word_index``.
         """
-        from .tokenizer import pad, to_ids
+        from ..text.tokenizer import pad, to_ids
 
         if int(seq_len) < 1:
             raise InputError(self.path, f"cannot pad to a sequence length of {seq_len}", "give a length >= 1")

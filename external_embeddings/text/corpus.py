@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 TRAIN, TEST = "20news-bydate-train", "20news-bydate-test"
 _HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:( |$)")

@@ -7,8 +7,8 @@ The corpus is deterministic given the store and the seed.
 
 import numpy as np
 
-from .atomic import atomic_dir
-from .errors import InputError
+from ..atomic import atomic_dir
+from ..errors import InputError
 
 # Newsgroup-like topic names and the seed words whose neighbourhoods make their vocabulary.
 TOPICS = {

@@ -3,7 +3,7 @@
 import codecs
 import re
 
-from .errors import InputError
+from ..errors import InputError
 
 _ESCAPE = re.compile(r"\\([\\n])")
 

@@ -14,7 +14,7 @@ from collections import Counter
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 # The Keras 2 Tokenizer's defaults: these characters become spaces, text is lower-cased and
 # split on single spaces. U+00A0 is not a separator there, so it is not one here either.

@@ -9,7 +9,7 @@ wrong. A gensim ``KeyedVectors.save`` file is a pickle only gensim can read, so 
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 _PIECE_BYTES = 8 << 20  # bytes of a word2vec binary file read at a time
 _MAX_WORD_BYTES = 4096  # a "word" longer than this is a damaged file, not a word
@@ -75,7 +75,7 @@ def binary_pieces(path, stream, head, lenient):
 
 
 def _binary_rows(path, stream, buf, offset, header, lenient):
-    from .vectors_file import read_block
+    from .streams import read_block
 
     count, dim = header
     row_bytes, row = 4 * dim, 0  # ``offset``: the file's byte offset of buf[0]

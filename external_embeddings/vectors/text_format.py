@@ -13,24 +13,17 @@ on one thread per core; any other piece, and any piece pyarrow refuses, by the e
 give the same words and the same float32 values for every piece both accept (see ``_arrow_rows``).
 """
 
-import codecs
 import collections
-import contextlib
 import functools
-import gzip
 import os
 import re
-import zipfile
-import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from .errors import InputError
+from ..errors import InputError
+from .streams import read_block
 
 _PIECE_BYTES = 8 << 20  # bytes parsed at a time: keeps memory flat and the progress bar moving
 _PARALLEL_BYTES = 32 << 20  # below this, a file is parsed by one thread
@@ -40,66 +33,8 @@ _LOADTXT_WHERE = re.compile(r"at row (\d+), column (\d+)")
 _VALUE = re.compile(r"[-+]?(\d+\.\d*|\.\d+|\d+(?=[eE]))([eE][-+]?\d+)?")
 
 
-@dataclass
-class VectorsFile:
-    """What a vectors file held, plus what was dropped on the way."""
-
-    words: list
-    matrix: np.ndarray
-    duplicates: int = 0  # later repeats of a word; the first one is kept
-    skipped_lines: int = 0  # lines skipped because they were not UTF-8 (only with lenient=True)
-    header: tuple = None  # (count, dim) when the file had a word2vec/fastText header
-    # With read_vectors(index=True), what write_store needs of the words, made while later pieces parse:
-    encoded: list = None  # the words as UTF-8
-    hashes: np.ndarray = None  # store.word_hashes of them
-
-
 def _fail(path, problem, fix, line=None):
     raise InputError(path, problem, fix, line=line)
-
-
-def open_stream(path):
-    """The file as a binary stream, gunzipped when it is a gzip; (stream, first bytes).
-
-    A zip, a missing or unreadable file and an empty one are an ``InputError`` here, so every
-    format's reader starts from a readable stream.
-    """
-    if not path.exists():
-        _fail(path, "no such vectors file", "check the path")
-    if path.is_dir():
-        _fail(path, "is a folder, not a vectors file", "give the .txt/.vec file inside it")
-    try:
-        stream = path.open("rb")
-        magic = stream.read(4)
-    except OSError as e:  # permissions, a vanished network drive: not a bug to show as a traceback
-        _fail(path, f"cannot be read ({e.strerror or e})", "check that the file is readable")
-    if magic == b"PK\x03\x04":
-        stream.close()
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-        except zipfile.BadZipFile as e:
-            _fail(path, f"is a damaged zip archive ({e})", "download it again")
-        members = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-        _fail(path, f"is a zip archive (members: {members})",
-              "extract the vectors file you want and give its path")
-    stream.seek(0)
-    if magic[:2] == b"\x1f\x8b":  # gzip is read as is: fastText ships .vec.gz, GoogleNews .bin.gz
-        stream = gzip.GzipFile(fileobj=stream, mode="rb")
-    head = read_block(path, stream, 1 << 16)
-    if head.startswith(codecs.BOM_UTF8):  # Windows editors add one; it would stick to the first word
-        head = head[len(codecs.BOM_UTF8):]
-    if not head.strip() and len(head) < 1 << 16:  # nothing but blank lines
-        _fail(path, "is empty", "give a vectors file with one 'word v1 v2 ...' row per line")
-    return stream, head
-
-
-def read_block(path, stream, size, into=None):
-    """Up to ``size`` bytes, or into the buffer ``into`` (then their count); a damaged gzip is an ``InputError``."""
-    try:
-        return stream.read(size) if into is None else stream.readinto(into)
-    except (OSError, EOFError, zlib.error) as e:
-        _fail(path, f"is a damaged gzip file ({e})", "download it again")
 
 
 def _decode_lines(path, data, lenient, first_line=1):
@@ -381,68 +316,3 @@ def text_pieces(path, stream, head, lenient):
 
     threads = _threads(path.stat().st_size)
     return header, header_line, dim, parsed()
-
-
-def read_vectors(path, lenient=False, progress=True, format="auto", rows_path=None, index=False):
-    """Parse a vectors file of any format; any bad row is an ``InputError`` naming file and line or offset.
-
-    Pieces of a large text file are parsed by one thread per core: the parse is CPU-bound, and
-    conversion is the one step that every new vectors file waits for. With ``rows_path`` the
-    rows stream into that ``.npy`` file and the matrix comes back mapped from it, so memory
-    stays bounded whatever the file's size; without it they are kept in memory. With ``index``
-    the words also come back encoded and hashed for ``write_store`` (``convert`` asks for it).
-    """
-    from .formats import detect_format, binary_pieces, gensim_pieces
-    from .rows_file import RowsSink
-    from .store import word_hashes
-
-    path = Path(path)
-    stream, head = open_stream(path)
-    with contextlib.closing(stream):
-        format = detect_format(path, head) if format == "auto" else format
-        if format == "text":
-            header, header_line, dim, parsed = text_pieces(path, stream, head, lenient)
-        elif format == "word2vec-binary":
-            header, dim, parsed = binary_pieces(path, stream, head, lenient)
-            header_line = 1
-        elif format == "gensim":
-            header, header_line, dim, parsed = None, None, *gensim_pieces(path)
-        else:
-            _fail(path, f"unknown format {format!r}", "use auto, text, word2vec-binary or gensim")
-        # Progress counts the bytes read, which only a plain word2vec or text file has a total of.
-        total = None if format == "gensim" or isinstance(stream, gzip.GzipFile) else path.stat().st_size
-        words, encoded, hashes, skipped = [], [], [], 0
-        with RowsSink(rows_path, dim) as sink, tqdm(total=total, unit="B", unit_scale=True, desc=f"Reading {path.name}",
-                                                     disable=None if progress else True) as bar:
-            for piece_words, matrix, piece_skipped, size in parsed:
-                words += piece_words
-                if index:  # here the words wait for the threads parsing the next pieces; in
-                    # write_store they would be encoded and hashed after the parse, when nothing else runs
-                    piece_encoded = [word.encode("utf-8") for word in piece_words]
-                    encoded += piece_encoded
-                    hashes.append(word_hashes(piece_encoded))
-                sink.append(matrix)
-                skipped += piece_skipped
-                bar.update(size)
-            if not words:
-                if skipped:
-                    _fail(path, f"holds no UTF-8 lines ({skipped:,} skipped)", "re-save the file as UTF-8")
-                _fail(path, "holds a header but no vectors", "give a file with one 'word v1 v2 ...' row per line")
-            if header and header[0] != len(words) + skipped:  # a line skipped as not UTF-8 was still a row
-                _fail(path, f"header says {header[0]:,} rows but the file holds {len(words) + skipped:,}",
-                      "the file is cut off or its header is wrong: download it again, or fix the first line",
-                      header_line)
-            # Keep each word's first row: a dict built from the reversed list keeps the first index.
-            first_rows = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
-            duplicates = len(words) - len(first_rows)
-            keep = None
-            if duplicates:
-                keep = np.sort(np.fromiter(first_rows.values(), dtype=np.int64, count=len(first_rows)))
-                words = [words[i] for i in keep]
-            if index:
-                hashes = np.concatenate(hashes)
-                encoded, hashes = (encoded, hashes) if keep is None else ([encoded[i] for i in keep], hashes[keep])
-            else:
-                encoded = hashes = None
-            matrix = sink.finish(keep)
-    return VectorsFile(words, matrix, duplicates, skipped, header, encoded, hashes)
