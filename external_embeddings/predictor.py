@@ -208,8 +208,6 @@ class Predictor:
         return list(self.stream(texts, models, top_k))
 
     def _predict_chunk(self, texts, names, top_k):
-        import keras
-
         tokenizer.check_texts(texts)
         tokens = [tokenizer.tokenize(t) for t in texts]
         words = [word for doc in tokens for word in doc]
@@ -220,25 +218,12 @@ class Predictor:
         found = self.store.lookup(words) if any(key is None or isinstance(key, frozenset) for key, _ in groups) else {}
         per_model = {}
         for key, group in groups:
-            longest = max(self.models[name][1]["sequence_length"] for name in group)
-            if isinstance(key, tuple):  # a baseline: its own word index, int ids into its Embedding
-                ids = [tokenizer.to_ids(doc, self.models[group[0]][2]) for doc in tokens]
-                inputs = tokenizer.pad(ids, longest)
-            else:
-                word_index = found if key is None else \
-                    {word: found.get(word, 0) for word in dict.fromkeys(words) if word in key}
-                ids = [tokenizer.to_ids(doc, word_index) for doc in tokens]
-                # The one mapping these models share, made a tensor once rather than once per model.
-                inputs = keras.ops.convert_to_tensor(self.store.gather(tokenizer.pad(ids, longest)))
+            inputs, ids = self._group_inputs(key, group, tokens, words, found)
             known = [int(np.count_nonzero(row)) for row in ids]  # an external model's ids are store rows + 1
-            for name in group:
-                model, manifest, _ = self.models[name]
+            for name, probabilities in self._run_group(group, inputs).items():
                 if name in self._with_vector:  # a baseline's id can be a row of zeros
                     known = [int(self._with_vector[name][np.asarray(row, dtype=np.intp)].sum()) for row in ids]
-                length = manifest["sequence_length"]
-                x = inputs if length == longest else inputs[:, -length:]
-                probabilities = keras.ops.convert_to_numpy(model.predict_on_batch(x))
-                per_model[name] = (probabilities, manifest["labels"], known)
+                per_model[name] = (probabilities, self.models[name][1]["labels"], known)
         for i in range(len(texts)):
             result = {}
             for name in names:
@@ -248,3 +233,33 @@ class Predictor:
                 if top_k is not None:
                     result[name]["top_k"] = top_labels(p[i], labels, top_k)
             yield result
+
+    def _group_inputs(self, key, group, tokens, words, found):
+        """The one input a group of models shares, at the longest of their lengths, and each text's ids."""
+        import keras
+
+        longest = max(self.models[name][1]["sequence_length"] for name in group)
+        if isinstance(key, tuple):  # a baseline: its own word index, int ids into its Embedding
+            ids = [tokenizer.to_ids(doc, self.models[group[0]][2]) for doc in tokens]
+            return tokenizer.pad(ids, longest), ids
+        word_index = found if key is None else {word: found.get(word, 0) for word in dict.fromkeys(words) if word in key}
+        ids = [tokenizer.to_ids(doc, word_index) for doc in tokens]
+        # The one mapping these models share, made a tensor once rather than once per model.
+        return keras.ops.convert_to_tensor(self.store.gather(tokenizer.pad(ids, longest))), ids
+
+    def _run_group(self, group, inputs):
+        """``{name: probabilities}`` of each model of a group on the group's shared input.
+
+        A model shorter than the group's longest takes the tail of the input: with pre-padding
+        and pre-truncation, that is exactly its own input.
+        """
+        import keras
+
+        longest = inputs.shape[1]
+        out = {}
+        for name in group:
+            model, manifest, _ = self.models[name]
+            length = manifest["sequence_length"]
+            x = inputs if length == longest else inputs[:, -length:]
+            out[name] = keras.ops.convert_to_numpy(model.predict_on_batch(x))
+        return out
