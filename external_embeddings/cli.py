@@ -178,7 +178,8 @@ def _serve(args):
             pass
 
 
-def main(argv=None):
+def build_parser():
+    """Every command and option; the docs' test reads it to check the command lines the docs quote."""
     parser = argparse.ArgumentParser(prog="python -m external_embeddings", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     convert = commands.add_parser("convert", help="turn a GloVe/word2vec/fastText/gensim vectors file into a store")
@@ -213,7 +214,7 @@ def main(argv=None):
     score.add_argument("--probabilities", action="store_true", help="also write every label's probability")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(run=_score)
-    serve = commands.add_parser("serve", help="serve every model under --models over HTTP (see README: Serving)")
+    serve = commands.add_parser("serve", help="serve every model under --models over HTTP (see docs/serving.md)")
     serve.add_argument("--store", required=True)
     serve.add_argument("--models", required=True, help="a folder; every model.keras below it is served")
     serve.add_argument("--host", default="127.0.0.1")
@@ -234,7 +235,11 @@ def main(argv=None):
     serve.add_argument("--start-timeout", type=float, default=600, help="with --ray: seconds to wait for every "
                        "replica to load its models and answer before giving up")
     serve.set_defaults(run=_serve)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
         with reported():
             args.run(args)
