@@ -4,7 +4,7 @@ Both sides are a real ``serve`` process on a free port of 127.0.0.1 with the sam
 external models and store as bench_serve.py, and default micro-batching: ``serve --workers 2``
 (uvicorn), and ``serve --ray --replicas 2`` (a private local Ray instance that the command
 starts on 127.0.0.1 and stops, 2 replicas of one CPU each behind Ray Serve's HTTP proxy). Each
-gets bench_serve.py's load test: its warm-up, then 8 concurrent httpx asyncio clients sending
+gets the load test of bench_serve.py (in common.py): its warm-up, then 8 concurrent httpx asyncio clients sending
 real 20 Newsgroups train texts, one text per request, then 32, each phase for a fixed time
 and at most a fixed number of requests. Reported: throughput and p50/p99 latency side by side
 (Ray Serve / uvicorn), errors, and the time until every worker or replica answers /readyz.
@@ -22,39 +22,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_serve  # noqa: E402
 import common  # noqa: E402
 
-SIDES = {"uvicorn": [], "ray": ["--ray", "--replicas", str(bench_serve.WORKERS)]}
+SIDES = {"uvicorn": [], "ray": ["--ray", "--replicas", str(common.WORKERS)]}
 PHASES = (("single", "1 text"), ("batch32", "32 texts"))
-
-
-def wait_ready(url, in_a_row=10, seconds=300):
-    """Until /readyz answers 200 ``in_a_row`` times running. ``serve --ray`` prints its line once
-    the replicas have started, before they have loaded the models; with both replicas picked at
-    random by Ray Serve's router, 10 answers in a row come from both but 1 time in 512."""
-    import httpx
-
-    deadline, running = time.monotonic() + seconds, 0
-    with httpx.Client(base_url=url, timeout=30) as client:
-        while running < in_a_row:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} was not ready after {seconds} s")
-            try:
-                running = running + 1 if client.get("/readyz").status_code == 200 else 0
-            except httpx.HTTPError:
-                running = 0
-            if not running:
-                time.sleep(0.5)
 
 
 def run_side(side, store_path, models, singles, batches, seconds, max_requests):
     started = time.perf_counter()
-    server = bench_serve.Server(store_path, models, SIDES[side])
+    server = common.Server(store_path, models, SIDES[side])
     try:
-        wait_ready(server.url)
+        common.wait_ready(server.url)
         return {"ready_seconds": time.perf_counter() - started,
-                **bench_serve.load_test(server.url, singles, batches, seconds, max_requests)}
+                **common.load_test(server.url, singles, batches, seconds, max_requests)}
     finally:
         server.stop()
 
@@ -67,20 +47,20 @@ def main(argv=None):
         print(f"Skipped: the 20 Newsgroups train split is not at {common.TRAIN_TAR}.")
         return common.save_json(args, {"skipped": str(common.TRAIN_TAR), "rows": []})
     store = common.glove_store()
-    models = bench_serve.model_folder("external", common.make_models(store)["external"], bench_serve.K)
+    models = common.model_folder("external", common.make_models(store)["external"], common.K)
     store_path = store.path
     del store
-    singles, batches = bench_serve.request_bodies(corpus.texts)
+    singles, batches = common.request_bodies(corpus.texts)
     runs = {side: [] for side in SIDES}
     for r in range(rounds):
         for side in (list(SIDES) if r % 2 == 0 else list(SIDES)[::-1]):
             runs[side].append(run_side(side, store_path, models, singles, batches, seconds, max_requests))
             print(f"{side}: {runs[side][-1]}", flush=True)
-    figures = {"workers": bench_serve.WORKERS, "k": bench_serve.K, "clients": bench_serve.CLIENTS,
+    figures = {"workers": common.WORKERS, "k": common.K, "clients": common.CLIENTS,
                "seconds": seconds, "max_requests": max_requests, "rounds": rounds, "runs": runs}
     figures["rows"] = rows(runs)
-    common.print_rows(f"Ray Serve ({bench_serve.WORKERS} replicas, 'external') vs uvicorn ({bench_serve.WORKERS} "
-                      f"workers, 'original'), K={bench_serve.K}, {bench_serve.CLIENTS} clients", figures["rows"])
+    common.print_rows(f"Ray Serve ({common.WORKERS} replicas, 'external') vs uvicorn ({common.WORKERS} "
+                      f"workers, 'original'), K={common.K}, {common.CLIENTS} clients", figures["rows"])
     return common.save_json(args, figures)
 
 

@@ -19,131 +19,19 @@ Run: python bench/bench_serve.py [--quick]
 import asyncio
 import gc
 import json
-import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_memory  # noqa: E402
 import common  # noqa: E402
+from common import CLIENTS, K, WORKERS, Server, load, load_test, model_folder, request_bodies  # noqa: E402,F401
 
-WORKERS, K, CLIENTS = 2, 8, 8
-# Fewer glibc malloc arenas: without this, which thread's arena holds TensorFlow's freed
-# temporaries swings a worker's memory by tens of MB, hiding the MBs per model measured here.
-# serve --ray (bench_ray_serve.py) keeps its local Ray on 127.0.0.1 (see README).
-ENV = {**common.ENV, "MALLOC_ARENA_MAX": "2", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 MODES = {"on256": ["--batch-texts", "256", "--batch-wait-ms", "0"], "on64": ["--batch-texts", "64", "--batch-wait-ms", "0"],
          "off": ["--batch-texts", "0"]}
 DEFAULT = "on64"  # what serve does without options (its --batch-texts default)
-
-
-def model_folder(kind, dirs, k):
-    """A folder of the first ``k`` models of ``kind`` (hard links: no copies on disk)."""
-    folder = common.RESULTS / "serve" / f"{kind}-{k}"
-    if not (folder / f"m{k - 1}" / "model.keras").exists():
-        common.fresh_dir(folder)
-        for d in dirs[:k]:
-            (folder / d.name).mkdir()
-            for f in d.iterdir():
-                os.link(f, folder / d.name / f.name)
-    return folder
-
-
-class Server:
-    """A real ``serve`` process; ``ready_seconds`` is from start to its ready line."""
-
-    def __init__(self, store_path, models, options=()):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        started = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "external_embeddings", "serve", "--store", str(store_path),
-                                      "--models", str(models), "--port", str(port), "--workers", str(WORKERS),
-                                      "--poll-seconds", "0", *options], env=ENV, cwd=common.ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = self.proc.stdout.readline()
-        self.ready_seconds = time.perf_counter() - started
-        if not line.startswith("Serving"):
-            self.stop()
-            raise RuntimeError(f"the server did not start (exit code {self.proc.returncode}): {line}")
-
-    def pss(self):
-        """Sum of PSS over the worker processes (a page shared by both counts once in all)."""
-        workers = [p for p in psutil.Process(self.proc.pid).children() if "spawn_main" in " ".join(p.cmdline())]
-        return sum(p.memory_full_info().pss for p in workers)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(2)  # Ctrl-C: a clean shutdown
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                for p in psutil.Process(self.proc.pid).children(recursive=True):
-                    p.kill()
-                self.proc.kill()
-                self.proc.wait()
-
-
-async def load(url, bodies, texts_per_body, seconds, max_requests, clients=CLIENTS):
-    """C clients, each sending the next body as soon as its last answer came, until the time or
-    the request count is up. Returns throughput, latency percentiles and errors."""
-    import httpx
-
-    latencies, errors, sent = [], 0, 0
-    deadline = time.perf_counter() + seconds
-
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=clients)) as client:
-        async def client_loop(i):
-            nonlocal errors, sent
-            while time.perf_counter() < deadline and sent < max_requests:
-                body, sent = bodies[sent % len(bodies)], sent + 1
-                started = time.perf_counter()
-                try:
-                    answer = await client.post("/v1/predict", content=body,
-                                               headers={"Content-Type": "application/json"})
-                    ok = answer.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - started)
-                else:
-                    errors += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(client_loop(i) for i in range(clients)))
-        elapsed = time.perf_counter() - started
-    ms = np.array(latencies or [np.nan]) * 1000
-    return {"requests": len(latencies) + errors, "errors": errors, "seconds": elapsed,
-            "requests_per_second": len(latencies) / elapsed, "texts_per_second": len(latencies) * texts_per_body / elapsed,
-            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
-
-
-def warm_up(url, singles, batches):
-    """The same concurrent requests as the load, a few of each, so that both workers have run
-    every model on merged batches of several sizes (Keras traces a new shape a few times)."""
-    asyncio.run(load(url, singles, 1, 60, 6 * CLIENTS))
-    asyncio.run(load(url, batches, 32, 60, 2 * CLIENTS))
-
-
-def request_bodies(texts):
-    """The load's request bodies: each text alone, and the texts in batches of 32."""
-    singles = [json.dumps({"texts": [t]}).encode() for t in texts]
-    batches = [json.dumps({"texts": texts[i:i + 32]}).encode() for i in range(0, len(texts) - 31, 32)]
-    return singles, batches
-
-
-def load_test(url, singles, batches, seconds, max_requests):
-    """The warm-up, then the load test's two phases: one text per request, then 32."""
-    warm_up(url, singles, batches)
-    return {phase: asyncio.run(load(url, bodies, n, seconds, max_requests))
-            for phase, bodies, n in (("single", singles, 1), ("batch32", batches, 32))}
 
 
 def main(argv=None):

@@ -1,13 +1,15 @@
-"""Shared helpers for the benchmarks of issue #3: paths, data, timing, memory, table rows.
+"""The one harness of every benchmark: paths, data, timing, memory (PSS), models, a real server and its load, table rows.
 
 Everything the benchmarks make (the GloVe text file, stores, models, corpora, runs) goes into
 bench/results/, which git ignores, and is made once and reused where that is safe.
 """
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,6 +35,12 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The benchmark's models are saved untrained, so Keras warns that their optimizer has no state.
 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+# The serving benchmarks' load: worker processes, models, concurrent clients.
+WORKERS, K, CLIENTS = 2, 8, 8
+# Fewer glibc malloc arenas: without this, which thread's arena holds TensorFlow's freed
+# temporaries swings a worker's memory by tens of MB, hiding the MBs per model measured here.
+# serve --ray keeps its local Ray on 127.0.0.1 (see docs/ray.md).
+SERVE_ENV = {**ENV, "MALLOC_ARENA_MAX": "2", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def parse_args(description, argv=None):
@@ -214,3 +223,131 @@ def make_models(store, count=MAX_K):
             save_run(dirs[kind][i], model, manifest, files, {})
     stamp.write_text(json.dumps({**store.describe(), "format": 2}))
     return dirs
+
+
+# A real server and the load on it, for every serving benchmark.
+
+def model_folder(kind, dirs, k):
+    """A folder of the first ``k`` models of ``kind`` (hard links: no copies on disk)."""
+    folder = RESULTS / "serve" / f"{kind}-{k}"
+    if not (folder / f"m{k - 1}" / "model.keras").exists():
+        fresh_dir(folder)
+        for d in dirs[:k]:
+            (folder / d.name).mkdir()
+            for f in d.iterdir():
+                os.link(f, folder / d.name / f.name)
+    return folder
+
+
+class Server:
+    """A real ``serve`` process; ``ready_seconds`` is from start to its ready line."""
+
+    def __init__(self, store_path, models, options=(), workers=WORKERS):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "-m", "external_embeddings", "serve", "--store", str(store_path),
+                                      "--models", str(models), "--port", str(port), "--workers", str(workers),
+                                      "--poll-seconds", "0", *options], env=SERVE_ENV, cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        self.ready_seconds = time.perf_counter() - started
+        if not line.startswith("Serving"):
+            self.stop()
+            raise RuntimeError(f"the server did not start (exit code {self.proc.returncode}): {line}")
+
+    def pss(self):
+        """Sum of PSS over the worker processes (a page shared by both counts once in all)."""
+        return pss(p for p in psutil.Process(self.proc.pid).children() if "spawn_main" in " ".join(p.cmdline()))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)  # Ctrl-C: a clean shutdown
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                for p in psutil.Process(self.proc.pid).children(recursive=True):
+                    p.kill()
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def load(url, bodies, texts_per_body, seconds, max_requests, clients=CLIENTS):
+    """C clients, each sending the next body as soon as its last answer came, until the time or
+    the request count is up. Returns throughput, latency percentiles and errors."""
+    import httpx
+
+    latencies, errors, sent = [], 0, 0
+    deadline = time.perf_counter() + seconds
+
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=clients)) as client:
+        async def client_loop(i):
+            nonlocal errors, sent
+            while time.perf_counter() < deadline and sent < max_requests:
+                body, sent = bodies[sent % len(bodies)], sent + 1
+                started = time.perf_counter()
+                try:
+                    answer = await client.post("/v1/predict", content=body,
+                                               headers={"Content-Type": "application/json"})
+                    ok = answer.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(i) for i in range(clients)))
+        elapsed = time.perf_counter() - started
+    ms = np.array(latencies or [np.nan]) * 1000
+    return {"requests": len(latencies) + errors, "errors": errors, "seconds": elapsed,
+            "requests_per_second": len(latencies) / elapsed, "texts_per_second": len(latencies) * texts_per_body / elapsed,
+            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def warm_up(url, singles, batches):
+    """The same concurrent requests as the load, a few of each, so that both workers have run
+    every model on merged batches of several sizes (Keras traces a new shape a few times)."""
+    asyncio.run(load(url, singles, 1, 60, 6 * CLIENTS))
+    asyncio.run(load(url, batches, 32, 60, 2 * CLIENTS))
+
+
+def request_bodies(texts):
+    """The load's request bodies: each text alone, and the texts in batches of 32."""
+    singles = [json.dumps({"texts": [t]}).encode() for t in texts]
+    batches = [json.dumps({"texts": texts[i:i + 32]}).encode() for i in range(0, len(texts) - 31, 32)]
+    return singles, batches
+
+
+def load_test(url, singles, batches, seconds, max_requests):
+    """The warm-up, then the load test's two phases: one text per request, then 32."""
+    warm_up(url, singles, batches)
+    return {phase: asyncio.run(load(url, bodies, n, seconds, max_requests))
+            for phase, bodies, n in (("single", singles, 1), ("batch32", batches, 32))}
+
+
+def wait_ready(url, in_a_row=10, seconds=300):
+    """Until /readyz answers 200 ``in_a_row`` times running. ``serve --ray`` prints its line once
+    the replicas have started, before they have loaded the models; with both replicas picked at
+    random by Ray Serve's router, 10 answers in a row come from both but 1 time in 512."""
+    import httpx
+
+    deadline, running = time.monotonic() + seconds, 0
+    with httpx.Client(base_url=url, timeout=30) as client:
+        while running < in_a_row:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} was not ready after {seconds} s")
+            try:
+                running = running + 1 if client.get("/readyz").status_code == 200 else 0
+            except httpx.HTTPError:
+                running = 0
+            if not running:
+                time.sleep(0.5)
+
+
+def pss(processes):
+    """Sum of PSS over processes (psutil.Process objects): a page shared by several counts once in all."""
+    return sum(p.memory_full_info().pss for p in processes)
