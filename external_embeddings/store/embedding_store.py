@@ -29,6 +29,7 @@ import math
 import mmap
 import os
 import re
+from collections.abc import Mapping, Set
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -525,6 +526,8 @@ class EmbeddingStore:
         found = self.lookup(words)
         if vocabulary is None:
             return found
+        if not isinstance(vocabulary, (Set, Mapping)):  # a list would make each test below a scan: quadratic
+            vocabulary = set(vocabulary)
         return {word: found.get(word, 0) for word in dict.fromkeys(words) if word in vocabulary}
 
     def gather(self, ids):
