@@ -80,7 +80,7 @@ def find_model_dirs(models_dir):
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise InputError(models_dir, "is not a folder", "give the folder holding the trained models")
-    found = [folder for folder, files in walk_models(models_dir) if MODEL_FILE in files]
+    found = sorted(folder for folder, files in walk_models(models_dir) if MODEL_FILE in files)
     if not found:
         raise InputError(models_dir, f"holds no {MODEL_FILE}",
                          "train one with pretrained_external_word_embeddings.py and point --models at its OUTPUT_DIR")
