@@ -22,19 +22,22 @@ It writes the model, what inference needs and metrics.json into OUTPUT_DIR/<this
 import time
 from pathlib import Path
 
-import keras
-
 import config
 from external_embeddings import errors, settings, sources
 from external_embeddings.text import tokenizer
-from external_embeddings.batches import Batches
 from external_embeddings.text.corpus import split
 from external_embeddings.models.model import conv_classifier
 from external_embeddings.models.results import peak_rss_bytes, report, save_run
 
 
 def main(argv=None):
-    cfg = settings.load(config, argv)
+    # The settings and their paths are checked first: a mistake is one line at once, not after
+    # TensorFlow has taken seconds to load. Settings this script does not read get a warning.
+    cfg = settings.load(config, argv, script=Path(__file__).stem)
+    import keras
+
+    from external_embeddings.batches import Batches
+
     keras.utils.set_random_seed(cfg.SEED)
     out_dir = Path(cfg.OUTPUT_DIR).expanduser() / Path(__file__).stem
 

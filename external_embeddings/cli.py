@@ -207,7 +207,8 @@ def build_parser():
     score.add_argument("--store", required=True, help="the store; every node needs a copy at this path")
     score.add_argument("--models", required=True, help="a folder; every node needs a copy at this path")
     score.add_argument("--input", required=True, help="one text per line (as predict --file), .jsonl with a "
-                       "'text' field, or .parquet with a 'text' column (an 'id' field or column is kept)")
+                       "'text' field, .json holding an array of such objects, or .parquet with a 'text' column "
+                       "(an 'id' field or column is kept)")
     score.add_argument("--output", required=True, help="the .parquet file to write; it must not exist")
     score.add_argument("--address", help="a running Ray cluster (ray start --head); without it Ray starts here")
     score.add_argument("--actors", type=int, help="actors, one CPU each (default: every CPU of the cluster)")

@@ -18,6 +18,7 @@ check manifests without starting TensorFlow before it spawns its workers.
 """
 
 import itertools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +31,56 @@ BASELINE_INDEX = "word_index.json"
 BATCH_TEXTS = 256  # texts mapped and run at a time, so memory stays flat for any number of texts
 
 
-def find_model_dirs(models_dir):
-    """Every folder under ``models_dir`` (itself included) that holds a saved model.
+def walk_models(models_dir, loops="error"):
+    """Yield (folder, its file names) for ``models_dir`` and every folder below it, in name order.
 
-    Hidden folders are skipped: an interrupted or concurrent save leaves ``.NAME.partial-*`` and
-    ``.NAME.old-*`` folders beside a run, and they are not models to serve.
+    Links to folders are followed, as users pick model versions with a folder of links (``rglob``
+    and ``os.walk`` skip them without a word). A link to a folder above it would be walked forever:
+    with ``loops="error"`` it is an InputError naming it, with ``loops="skip"`` it is left out.
+    Hidden entries are skipped: an interrupted or concurrent save leaves ``.NAME.partial-*`` and
+    ``.NAME.old-*`` folders beside a run, and they are not models. A folder that vanishes while
+    it is walked is left out (the server's next poll sees the rest).
     """
+    def walk(folder, above):
+        try:
+            entries = sorted((e for e in os.scandir(folder) if not e.name.startswith(".")), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as e:
+            if loops == "skip":
+                return
+            raise InputError(folder, f"cannot be read ({e.strerror or e})", "check the folder's permissions") from None
+        files, folders = [], []
+        for entry in entries:
+            try:
+                stat = os.stat(entry.path) if entry.is_dir() else None  # both follow a link
+            except OSError:  # a broken link, or one removed meanwhile: a file, as os.walk counts it
+                stat = None
+            if stat is None:
+                files.append(entry.name)
+            else:
+                folders.append((Path(entry.path), stat))
+        yield Path(folder), files
+        for sub, stat in folders:
+            identity = (stat.st_dev, stat.st_ino)
+            if identity in above:
+                if loops == "skip":
+                    continue
+                raise InputError(sub, f"links to {os.path.realpath(sub)}, a folder above it, so the models "
+                                 "folder has no end", "remove the link, or point it at a folder outside its parents")
+            yield from walk(sub, above | {identity})
+
+    root_stat = os.stat(models_dir)
+    yield from walk(Path(models_dir), frozenset({(root_stat.st_dev, root_stat.st_ino)}))
+
+
+def find_model_dirs(models_dir):
+    """Every folder under ``models_dir`` (itself included) that holds a saved model, through links
+    to folders too; hidden folders are skipped (see ``walk_models``)."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise InputError(models_dir, "is not a folder", "give the folder holding the trained models")
-    found = sorted(p.parent for p in models_dir.rglob(MODEL_FILE)
-                   if not any(part.startswith(".") for part in p.relative_to(models_dir).parts))
+    found = sorted(folder for folder, files in walk_models(models_dir) if MODEL_FILE in files)
     if not found:
         raise InputError(models_dir, f"holds no {MODEL_FILE}",
                          "train one with pretrained_external_word_embeddings.py and point --models at its OUTPUT_DIR")

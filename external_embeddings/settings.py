@@ -35,6 +35,21 @@ _RULES = {
                       "names a path that does not exist (leave it empty for the download or demo corpus)"),
 }
 
+# Settings that one of the two scripts does not read (when the test says so): given explicitly to
+# that script, each gets one warning line rather than being ignored without a word.
+_UNREAD = {
+    "pretrained_word_embeddings": [
+        ("STORE_VOCABULARY", lambda values: True,
+         "only pretrained_external_word_embeddings.py reads it (this script keeps the MAX_NUM_WORDS most "
+         "frequent words)"),
+    ],
+    "pretrained_external_word_embeddings": [
+        ("MAX_NUM_WORDS", lambda values: values["STORE_VOCABULARY"],
+         "with STORE_VOCABULARY=true this script keeps every corpus word the store holds; add "
+         "STORE_VOCABULARY=false to keep only the MAX_NUM_WORDS most frequent, as the baseline does"),
+    ],
+}
+
 
 def _parse(key, text, default, origin):
     kind = type(default)
@@ -85,18 +100,28 @@ def _glove_file(values, given):
     values["VECTORS"] = str(path / name)
 
 
-def load(config_module, argv=None, environ=None):
-    """Return the settings as a namespace: config.py's constants, then env, then ``--KEY=value``."""
+def unread_warnings(script, values, given):
+    """One line for each setting given explicitly (``given``: {key: where}) that ``script`` will not read."""
+    return [f"warning: {key}={values[key]!r} ({given[key]}) is ignored: {why}"
+            for key, applies, why in _UNREAD.get(script, ()) if key in given and applies(values)]
+
+
+def load(config_module, argv=None, environ=None, script=None):
+    """Return the settings as a namespace: config.py's constants, then env, then ``--KEY=value``.
+
+    With ``script`` (the name of one of the two scripts), a setting that script does not read but
+    was given explicitly gets one warning line on stderr.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     environ = os.environ if environ is None else environ
     defaults = {k: v for k, v in vars(config_module).items() if k.isupper()}
-    values, given = dict(defaults), set()
+    values, given = dict(defaults), {}
 
     def apply(key, text, origin):
         if key not in defaults:
             raise InputError(origin, f"unknown setting {key}", f"known settings: {', '.join(defaults)}")
         values[key] = _parse(key, text, defaults[key], origin)
-        given.add(key)
+        given[key] = origin
 
     for name, text in environ.items():
         # KEE_SERVE_* belong to the server (KEE_SERVE_TOKEN is how its token is best given), not to the scripts.
@@ -113,6 +138,8 @@ def load(config_module, argv=None, environ=None):
             raise InputError("command line", f"cannot read {arg!r}", "write overrides as --KEY=value")
         apply(key, text, "command line")
 
+    for line in unread_warnings(script, values, given):  # before the checks, so they show with an error too
+        print(line, file=sys.stderr)
     for key, (ok, wants) in _RULES.items():
         if key in values and not ok(values[key]):
             raise InputError("settings", f"{key}={values[key]!r} {wants}", f"change {key}")

@@ -24,14 +24,25 @@ DOWNLOAD_TIMEOUT_SECONDS = 20  # without one, an unreachable server would hang t
 
 def _cached(cache_dir, kind, name):
     path = Path(cache_dir).expanduser() / kind / name
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(path.parent, f"cannot be created ({e.strerror or e})",
+                         "set CACHE_DIR to a folder you can write to") from None
     return path
 
 
-def _file_key(path):
-    """A cache key that changes when the file does (path, size and modification time)."""
-    stat = path.stat()
-    return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+def _cache_name(path, name=None):
+    """The cache entry's name for the file at ``path``: its real name and a key that changes when the
+    file does (resolved path, size and modification time).
+
+    Both come from the resolved path, so a symbolic link and the file it points to (or two links to
+    one file) share one entry instead of each converting the file again under its own name.
+    """
+    real = Path(path).resolve()
+    stat = real.stat()
+    key = hashlib.sha1(f"{real}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return f"{real.stem if name is None else name(real)}-{key}"
 
 
 def _make_once(target, make):
@@ -72,8 +83,13 @@ def convert_file(source, target, dtype="float32", lenient=False, progress=True, 
 
     source, target = Path(source), Path(target)
     check_target(target)  # before the parse, which can take minutes
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{target.name}.partial-rows-", dir=target.parent) as rows:
+    try:  # a parent that cannot be made or written (no permission, a missing mount) is the user's to fix
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = tempfile.TemporaryDirectory(prefix=f".{target.name}.partial-rows-", dir=target.parent)
+    except OSError as e:
+        raise InputError(target, f"cannot be created ({e.strerror or e})",
+                         "give a store folder in a place you can write to") from None
+    with partial as rows:
         rows_file = Path(rows) / "rows.npy"
         parsed = read_vectors(source, lenient=lenient, progress=progress, format=format, rows_path=rows_file,
                               index=True)
@@ -96,7 +112,7 @@ def open_vectors(setting, cache_dir, max_bytes):
         if path.is_dir():
             target = path
         else:
-            target = _cached(cache_dir, "stores", f"{path.stem}-{_file_key(path)}")
+            target = _cached(cache_dir, "stores", _cache_name(path))
             _make_once(target, lambda t: convert_file(path, t))
     # Verified fully once per file identity; later runs map it without reading it (see verified.py).
     return EmbeddingStore.open(target, verify=True, max_bytes=max_bytes,
@@ -143,7 +159,7 @@ def find_corpus(settings, store):
         if path.is_file():
             if not path.name.endswith((".tar.gz", ".tgz")):
                 raise InputError(path, "is a file, not a corpus folder", "give a folder or a .tar.gz of one")
-            target = _cached(settings.CACHE_DIR, "corpora", f"{path.name.split('.')[0]}-{_file_key(path)}")
+            target = _cached(settings.CACHE_DIR, "corpora", _cache_name(path, lambda real: real.name.split(".")[0]))
             _make_once(target, lambda t: extract_archive(path, t))
             corpus = load_corpus(target)
             corpus.source = f"{path} (unpacked in {target})"

@@ -4,9 +4,14 @@ Unknown keys and wrong types also name where they came from (``command line`` or
 an impossible value is checked after all overrides, as ``settings``.
 """
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 import config
+from conftest import ROOT
 from external_embeddings import settings
 from external_embeddings.errors import InputError
 
@@ -114,3 +119,57 @@ def test_existing_paths_and_empty_paths_are_accepted(tmp_path):
 def test_the_command_line_can_repair_a_bad_environment_value_but_not_break_a_good_one():
     assert settings.load(config, ["--EPOCHS=2"], environ={"KEE_EPOCHS": "0"}).EPOCHS == 2
     assert refusal(["--EPOCHS=0"], environ={"KEE_EPOCHS": "2"}).startswith("settings: EPOCHS=0 must be >= 1")
+
+
+# ## Checked before TensorFlow loads; settings a script does not read
+
+
+@pytest.mark.parametrize("script, argv, environ, lines", [
+    ("pretrained_word_embeddings", ["--EPOCS=3"], {}, ["error: command line: unknown setting EPOCS; "]),
+    ("pretrained_word_embeddings", ["--STORE_VOCABULARY=false", "--TEXT_DATA_DIR=/no/such/corpus"], {},
+     ["warning: STORE_VOCABULARY=False (command line) is ignored: only pretrained_external_word_embeddings.py",
+      "error: settings: TEXT_DATA_DIR='/no/such/corpus' names a path that does not exist"]),
+    ("pretrained_external_word_embeddings", ["--BATCH_SIZE=lots"], {},
+     ["error: command line: BATCH_SIZE='lots' is not a valid int"]),
+    ("pretrained_external_word_embeddings", ["--VECTORS=/no/such.txt"], {"KEE_MAX_NUM_WORDS": "50"},
+     ["warning: MAX_NUM_WORDS=50 (environment KEE_MAX_NUM_WORDS) is ignored: with STORE_VOCABULARY=true",
+      "error: settings: VECTORS='/no/such.txt' names a path that does not exist"]),
+])
+def test_a_script_checks_its_settings_before_importing_tensorflow(tmp_path, script, argv, environ, lines):
+    """A bad setting was reported only after TensorFlow had loaded (~8 s); -X importtime lists every import."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEE_")} | environ
+    done = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / f"{script}.py"), *argv],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    printed = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "external_embeddings.settings" in imported  # the listing works
+    assert not [name for name in imported if name.split(".")[0] in ("tensorflow", "keras", "jax", "torch")]
+    assert len(printed) == len(lines) and all(line.startswith(start) for line, start in zip(printed, lines)), printed
+
+
+def warnings_of(script, argv=(), environ=None, capsys=None):
+    settings.load(config, list(argv), environ=environ or {}, script=script)
+    return capsys.readouterr().err.splitlines()
+
+
+def test_max_num_words_given_to_the_external_script_that_keeps_every_store_word_is_one_warning(capsys):
+    external = "pretrained_external_word_embeddings"
+    assert warnings_of(external, ["--MAX_NUM_WORDS=500"], capsys=capsys) == [
+        "warning: MAX_NUM_WORDS=500 (command line) is ignored: with STORE_VOCABULARY=true this script keeps every "
+        "corpus word the store holds; add STORE_VOCABULARY=false to keep only the MAX_NUM_WORDS most frequent, as "
+        "the baseline does"]
+    assert warnings_of(external, ["--MAX_NUM_WORDS=500", "--STORE_VOCABULARY=true"], capsys=capsys)[0].startswith(
+        "warning: MAX_NUM_WORDS=500 (command line) is ignored")
+    # Read, so no warning: with STORE_VOCABULARY=false (however given), or left at its default.
+    assert warnings_of(external, ["--MAX_NUM_WORDS=500"], {"KEE_STORE_VOCABULARY": "false"}, capsys) == []
+    assert warnings_of(external, ["--EPOCHS=2", "--STORE_VOCABULARY=true"], capsys=capsys) == []
+    assert warnings_of(None, ["--MAX_NUM_WORDS=500"], capsys=capsys) == []  # no script named: no rule
+
+
+def test_store_vocabulary_given_to_the_baseline_is_one_warning(capsys):
+    baseline = "pretrained_word_embeddings"
+    assert warnings_of(baseline, [], {"KEE_STORE_VOCABULARY": "true"}, capsys) == [
+        "warning: STORE_VOCABULARY=True (environment KEE_STORE_VOCABULARY) is ignored: only "
+        "pretrained_external_word_embeddings.py reads it (this script keeps the MAX_NUM_WORDS most frequent words)"]
+    assert warnings_of(baseline, ["--MAX_NUM_WORDS=500"], capsys=capsys) == []

@@ -344,6 +344,58 @@ def test_convert_command_errors_are_one_line_with_file_and_line(tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
 
 
+# The CLI in a subprocess whose os.mkdir refuses every folder under a given one with the given
+# error: tests run as root, who may write anywhere, so a read-only or vanished parent is simulated.
+REFUSING_MKDIR = """
+import os, sys
+from external_embeddings.cli import main
+real, refused, error = os.mkdir, sys.argv[1], getattr(__builtins__, sys.argv[2])
+def mkdir(path, *args, **kwargs):
+    if os.fspath(path).startswith(refused):
+        raise error(13 if error is PermissionError else 2, os.strerror(13 if error is PermissionError else 2), path)
+    return real(path, *args, **kwargs)
+os.mkdir = mkdir
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize("error, reason", [("PermissionError", "Permission denied"),
+                                           ("FileNotFoundError", "No such file or directory")])
+@pytest.mark.parametrize("depth", ["parent", "new"])
+def test_convert_command_into_a_folder_it_cannot_make_or_write_is_one_line(tmp_path, error, reason, depth):
+    """The target's parent exists but refuses the temporary folder, or the parent itself cannot be made."""
+    source = write_lines(tmp_path / "v.txt", GOOD)
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    target = parent / "store" if depth == "parent" else parent / "new" / "store"
+    done = subprocess.run([sys.executable, "-c", REFUSING_MKDIR, str(parent) + "/", error, "convert", str(source),
+                           str(target), "--quiet"], capture_output=True, text=True, cwd=ROOT)
+    assert cli_error(done) == f"error: {target}: cannot be created ({reason}); give a store folder in a place " \
+        "you can write to"
+    assert list(parent.iterdir()) == []
+
+
+def test_convert_command_into_a_read_only_folder_is_one_line(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders; the test above simulates it")
+    source = write_lines(tmp_path / "v.txt", GOOD)
+    (tmp_path / "locked").mkdir(mode=0o500)
+    try:
+        line = cli_error(cli("convert", source, tmp_path / "locked" / "store", "--quiet"))
+    finally:
+        (tmp_path / "locked").chmod(0o700)
+    assert line.startswith(f"error: {tmp_path / 'locked' / 'store'}: cannot be created (Permission denied)")
+
+
+def test_convert_command_under_a_file_is_one_line(tmp_path):
+    source = write_lines(tmp_path / "v.txt", GOOD)
+    (tmp_path / "somefile").write_text("not a folder")
+    line = cli_error(cli("convert", source, tmp_path / "somefile" / "store", "--quiet"))
+    assert line.startswith(f"error: {tmp_path / 'somefile' / 'store'}: cannot be created: {tmp_path / 'somefile'} is a file")
+
+
 def test_convert_command_without_quiet_still_prints_only_the_error_when_stderr_is_no_terminal(tmp_path):
     source = write_lines(tmp_path / "bad.txt", GOOD[:1] + [row("of", [0.4, "0.5x", 0.6])] + GOOD[2:])
     line = cli_error(cli("convert", source, tmp_path / "store"))

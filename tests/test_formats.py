@@ -185,6 +185,25 @@ def test_a_damaged_or_foreign_gensim_file_is_an_error(tmp_path):
     assert "row 3, for 'moon', holds nan or inf" in error(tmp_path / "nan.kv")
 
 
+def test_a_fasttext_model_is_named_and_its_vectors_pointed_to(tmp_path):
+    """fastText's own .bin (a whole model: words, subword buckets, settings) is no vectors file;
+    the error says what it is and how to get its vectors, not that it is badly encoded text."""
+    from gensim.models import FastText
+    from gensim.models.fasttext import save_facebook_model
+
+    model = FastText([["orbit", "moon", "rocket"], ["doctor", "nurse"]] * 3, vector_size=4, min_count=1, epochs=1,
+                     bucket=64, workers=1, seed=1)
+    save_facebook_model(model, str(tmp_path / "model.bin"))  # the format fasttext.train_* writes
+    assert (tmp_path / "model.bin").read_bytes()[:4] == (793712314).to_bytes(4, "little")
+    message = error(tmp_path / "model.bin")
+    assert message.startswith(f"{tmp_path / 'model.bin'}: is a fastText model (fastText's own binary format, "
+                              "version 12), not a vectors file; give the .vec file")
+    assert "fasttext print-word-vectors model.bin" in message and "UTF-8" not in message
+    (tmp_path / "cc.en.300.bin").write_bytes((793712314).to_bytes(4, "little") + (12).to_bytes(4, "little") + b"\0" * 64)
+    line = cli_error(cli("convert", tmp_path / "cc.en.300.bin", tmp_path / "store", "--quiet"))
+    assert "cc.en.300.bin: is a fastText model" in line and not (tmp_path / "store").exists()
+
+
 def test_convert_command_on_a_bad_binary_prints_one_line_and_leaves_nothing(tmp_path):
     kv = keyed_vectors()
     (tmp_path / "cut.bin").write_bytes(googlenews_bytes(kv)[:-7])

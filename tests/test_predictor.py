@@ -166,6 +166,28 @@ def test_hidden_folders_left_by_saves_are_not_served(served, tmp_path, monkeypat
     assert list(Predictor(store, ".").models) == ["pretrained_external_word_embeddings"]  # not ""
 
 
+def test_a_models_folder_of_links_serves_every_linked_model(served, tmp_path):
+    """Users pick versions with links; rglob skipped them and served fewer models without a word."""
+    from external_embeddings.predictor import find_model_dirs
+
+    work, store = served
+    shutil.copytree(work / "models", tmp_path / "versions")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "current").symlink_to(tmp_path / "versions" / "a")
+    (tmp_path / "models" / "previous").symlink_to(tmp_path / "versions" / "b")
+    (tmp_path / "models" / "pinned").symlink_to(tmp_path / "versions" / "a")  # two names for one folder: both
+    predictor = Predictor(store, tmp_path / "models")
+    assert sorted(predictor.models) == [f"{name}/pretrained_external_word_embeddings"
+                                        for name in ("current", "pinned", "previous")]
+    assert predictor.predict(TEXTS)[0]["current/pretrained_external_word_embeddings"] == \
+        Predictor(store, work / "models").predict(TEXTS)[0]["a/pretrained_external_word_embeddings"]
+    (tmp_path / "versions" / "b" / "up").symlink_to(tmp_path / "models")  # previous/up/previous/up/...
+    with pytest.raises(InputError) as raised:
+        find_model_dirs(tmp_path / "models")
+    assert str(raised.value).startswith(f"{tmp_path / 'models' / 'previous' / 'up'}: links to {tmp_path / 'models'}, "
+                                        "a folder above it")
+
+
 def test_known_words_tell_an_answer_built_on_nothing(served):
     """The example's CNN never sees the last position: one word gets the empty text's answer."""
     work, store = served

@@ -109,9 +109,13 @@ def test_score_json_lines_and_parquet_on_both_nodes_keeps_order_and_ids(cluster,
     monkeypatch.setattr(ray_score, "BLOCK_ROWS", 2)  # several blocks, so both nodes' actors take some
     rows = [{"id": f"doc-{i}", "text": text} for i, text in enumerate(TEXTS * 3)]
     rows[4]["text"] = "   "  # empty
+    ids = [row["id"] for row in rows]
     if kind == "jsonl":
         rows[7]["text"] = 42  # not a string
         del rows[9]["text"]  # no text
+        for i in (2, 5):  # ids of mixed types come out as their JSON texts, so 2 and "2" stay apart
+            rows[i]["id"] = i
+        ids = [json.dumps(row["id"]) for row in rows]
         path = tmp_path / "in.jsonl"
         path.write_text("".join(json.dumps(row) + "\n" for row in rows))
         bad = {4: "empty", 7: "not a string (int)", 9: "no text"}
@@ -125,10 +129,66 @@ def test_score_json_lines_and_parquet_on_both_nodes_keeps_order_and_ids(cluster,
     assert summary["scored"] == len(rows) - len(bad) and summary["models"] == 2
     table = pq.read_table(tmp_path / "out.parquet")
     assert table["row"].to_pylist() == list(range(1, len(rows) + 1))
-    assert table["id"].to_pylist() == [row["id"] for row in rows]
+    assert table["id"].to_pylist() == ids
     assert table["error"].to_pylist() == [bad.get(i) for i in range(len(rows))]
     texts = [None if i in bad else row["text"] for i, row in enumerate(rows)]
     check_scores(table, texts, expected(store, models_dir, [t for t in texts if t is not None]))
+
+
+# ## Reading the input: ids as they went in, .json arrays
+
+
+def ids_read(tmp_path, ids, suffix=".jsonl"):
+    """The id column ``read_input`` makes of rows with these ids (a JSON Lines or a .json file)."""
+    rows = [{"id": i, "text": "orbit"} for i in ids]
+    path = tmp_path / f"in{suffix}"
+    path.write_text(json.dumps(rows) if suffix == ".json" else "".join(json.dumps(row) + "\n" for row in rows))
+    return ray_score.read_input(path)["id"]
+
+
+@pytest.mark.parametrize("ids, kind, out", [
+    ([1, 2, None, -7], pa.int64(), [1, 2, None, -7]),
+    (["a", "1", None], pa.string(), ["a", "1", None]),
+    ([True, False], pa.bool_(), [True, False]),
+    ([2.5, 1.0], pa.float64(), [2.5, 1.0]),
+    # Mixed types: each id's JSON text, so 1, 1.0, true and "1" stay four ids (Arrow made them 1.0 and "1").
+    ([1, 2.5, True], pa.string(), ["1", "2.5", "true"]),
+    ([1, "1", None, 1.0, "x"], pa.string(), ["1", '"1"', None, "1.0", '"x"']),
+    # Beyond int64 (Python's int had no Arrow type: OverflowError), lists and objects: JSON text too.
+    ([1, 2**64 + 1, -2**63 - 1], pa.string(), ["1", str(2**64 + 1), str(-2**63 - 1)]),
+    ([2**63 - 1, -2**63], pa.int64(), [2**63 - 1, -2**63]),
+    ([[1, 2], {"a": 1}, {"a": 1, "b": None}], pa.string(), ["[1, 2]", '{"a": 1}', '{"a": 1, "b": null}']),
+    (["caf\u00e9", "\u6f22"], pa.string(), ["caf\u00e9", "\u6f22"]),
+])
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_ids_come_out_as_they_went_in_or_as_their_json_text_never_merged(tmp_path, ids, kind, out, suffix):
+    column = ids_read(tmp_path, ids, suffix)
+    assert column.type == kind and column.to_pylist() == out
+    assert len({i for i in out if i is not None}) == len([i for i in ids if i is not None])
+
+
+@pytest.mark.parametrize("suffix, where", [(".jsonl", "in.jsonl:2: "), (".json", "in.json: item 2: ")])
+def test_an_id_that_is_a_lone_surrogate_is_one_error_naming_its_row(tmp_path, suffix, where):
+    with pytest.raises(InputError) as raised:
+        ids_read(tmp_path, ["fine", "\ud800", "also fine"], suffix)
+    assert str(raised.value).startswith(f"{tmp_path}/{where}has an id that is not valid Unicode")
+    assert "has an id that is not valid Unicode ('\\ud800', a lone surrogate)" in str(raised.value)
+
+
+def test_a_json_file_is_read_as_an_array_of_objects_not_as_lines(tmp_path):
+    """Read as lines, a .json file's keys and brackets became texts and its ids were lost."""
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps([{"id": "a", "text": "orbit rocket"}, {"text": "doctor"}, 7,
+                                {"id": "d", "text": "  "}], indent=2))
+    table = ray_score.read_input(path)
+    assert table["row"].to_pylist() == [1, 2, 3, 4] and table["id"].to_pylist() == ["a", None, None, "d"]
+    assert table["text"].to_pylist() == ["orbit rocket", "doctor", None, None]
+    assert table["error"].to_pylist() == [None, None, "no text", "empty"]
+    for content, message in (('{"text": "a"}', "holds a JSON dict, not an array of objects"),
+                             ('[{"text": "a"},', "is not JSON (Expecting value"), ("[]", "holds no rows")):
+        path.write_text(content)
+        with pytest.raises(InputError, match=__import__("re").escape(f"{path}: {message}")):
+            ray_score.read_input(path)
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +225,8 @@ def run_score(*args):
     ("in.txt", b"fine\n\xff\xfe\n", r"in\.txt:2: is not UTF-8"),
     ("in.parquet", b"PAR1 not really", r"in\.parquet: is not a readable Parquet file"),
     ("in.csv", b"", r"in\.csv: holds no rows"),
+    ("in.jsonl", b'{"text": "fine"}\n{"id": "\\ud800", "text": "x"}\n', r"in\.jsonl:2: has an id that is not valid"),
+    ("in.json", b'{"text": "fine"}', r"in\.json: holds a JSON dict, not an array of objects"),
 ])
 def test_a_bad_input_file_is_one_error_before_ray_starts(models, tmp_path, name, content, message):
     models_dir, store = models

@@ -237,6 +237,49 @@ def test_a_changed_folder_is_reloaded_without_a_request(server, models):
     assert "c/pretrained_external_word_embeddings" not in names(server)
 
 
+def wait_for(server, present, name, seconds=60):
+    """Wait (polled every 0.3 s; the deadline only bounds a failing test) until ``name`` is served or gone."""
+    deadline = time.monotonic() + seconds
+    while (name in names(server)) != present and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return name in names(server)
+
+
+def test_a_model_behind_a_link_is_served_and_a_change_behind_the_link_reloads(server, models, tmp_path):
+    version = tmp_path / "versions" / "v1"
+    shutil.copytree(models / "a", version)
+    (models / "current").symlink_to(version)
+    try:
+        assert wait_for(server, True, "current/pretrained_external_word_embeddings")
+        shutil.copytree(version / "pretrained_external_word_embeddings", version / "second")  # behind the link
+        assert wait_for(server, True, "current/second")
+    finally:
+        (models / "current").unlink()
+    assert not wait_for(server, False, "current/pretrained_external_word_embeddings")
+
+
+def test_the_folder_signature_follows_links_and_sees_a_link_pointed_elsewhere(tmp_path):
+    from external_embeddings.serving.batching import folder_signature
+
+    for version in ("v1", "v2"):
+        (tmp_path / version / "run").mkdir(parents=True)
+        (tmp_path / version / "run" / "model.keras").write_bytes(b"same bytes")
+    shutil.copystat(tmp_path / "v1" / "run" / "model.keras", tmp_path / "v2" / "run" / "model.keras")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "current").symlink_to(tmp_path / "v1")
+    first = folder_signature(tmp_path / "models")
+    assert [entry[0] for entry in first] == ["current/run/model.keras"]
+    (tmp_path / "v1" / "run" / "manifest.json").write_text("{}")  # a change behind the link
+    second = folder_signature(tmp_path / "models")
+    assert second != first
+    (tmp_path / "models" / "current").unlink()
+    (tmp_path / "models" / "current").symlink_to(tmp_path / "v2")  # same names, sizes and times: other files
+    third = folder_signature(tmp_path / "models")
+    assert [entry[0] for entry in third] == ["current/run/model.keras"] and third != first
+    (tmp_path / "v2" / "run" / "loop").symlink_to(tmp_path / "models")  # walked once, not forever
+    assert folder_signature(tmp_path / "models") == third
+
+
 def test_two_workers_serve_alike_and_stop_cleanly_on_ctrl_c(served, models, expected):
     _, store = served
     proc, url, line = serve(store, models, "--workers", "2")

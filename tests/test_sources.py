@@ -131,6 +131,33 @@ def test_vectors_text_file_is_converted_once_and_reused(tmp_path, vectors_file, 
     assert len(list((tmp_path / "cache" / "stores").iterdir())) == 1
 
 
+def test_a_vectors_file_reached_through_links_is_converted_once(tmp_path, vectors_file):
+    """A link under another name, a link to the link, and the real path: one cache entry, one conversion."""
+    (tmp_path / "glove-current.txt").symlink_to(vectors_file)
+    (tmp_path / "latest").symlink_to(tmp_path / "glove-current.txt")
+    opened = [sources.open_vectors(str(path), tmp_path / "cache", 2**31)
+              for path in (tmp_path / "glove-current.txt", tmp_path / "latest", vectors_file)]
+    assert len({store.path for store in opened}) == 1
+    assert [p.name for p in (tmp_path / "cache" / "stores").iterdir()] == [opened[0].path.name]
+    assert opened[0].path.name.startswith(vectors_file.stem + "-")
+
+
+def test_a_text_data_archive_reached_through_a_link_is_unpacked_once(tmp_path, store):
+    archive = bydate_archive(tmp_path)
+    (tmp_path / "corpus-link.tgz").symlink_to(archive)
+    for path in (tmp_path / "corpus-link.tgz", archive):
+        sources.find_corpus(settings(tmp_path, TEXT_DATA_DIR=str(path)), store)
+    assert len(list((tmp_path / "cache" / "corpora").iterdir())) == 1
+
+
+def test_a_cache_dir_that_cannot_be_made_is_one_input_error(tmp_path, vectors_file):
+    from external_embeddings.errors import InputError
+
+    (tmp_path / "somefile").write_text("not a folder")
+    with pytest.raises(InputError, match="somefile/stores: cannot be created .*set CACHE_DIR to a folder"):
+        sources.open_vectors(str(vectors_file), tmp_path / "somefile", 2**31)
+
+
 def test_a_cache_entry_that_fails_to_be_made_is_an_error(tmp_path):
     """A real failure is not taken for a lost race (test_races.py races two real processes)."""
     def fail(target):

@@ -58,6 +58,30 @@ def test_ids_are_rows_plus_one_and_zero_for_unknown_words(store):
     assert store.word(ids[0] - 1) == "the" and store.word(ids[1] - 1) == "orbit"
 
 
+class CountingList(list):
+    """A vocabulary as the external script builds it (a list, saved as vocabulary.json), counting
+    the membership tests made on it: each one scans the list, so one per word is quadratic."""
+
+    tests = 0
+
+    def __contains__(self, word):
+        type(self).tests += 1
+        return super().__contains__(word)
+
+
+def test_a_vocabulary_given_as_a_list_is_tested_as_a_set(store):
+    """STORE_VOCABULARY=false took 7.8 s for 20,000 distinct words when each was looked for in the list."""
+    vocabulary = CountingList(["orbit", "doctor", "the", "zorblax", *(f"filler{i}" for i in range(2000))])
+    words = ["orbit", "moon", "the", "zorblax", "doctor", *(f"word{i}" for i in range(2000))] * 2
+    CountingList.tests = 0
+    found = store.word_index(words, vocabulary)
+    batch = store.batch([words], 160, vocabulary)
+    assert CountingList.tests == 0  # one pass to make a set, not one scan per word
+    assert found == store.word_index(words, set(vocabulary))
+    assert list(found) == ["orbit", "the", "zorblax", "doctor"] and found["zorblax"] == 0
+    np.testing.assert_array_equal(batch, store.batch([words], 160, frozenset(vocabulary)))
+
+
 def test_lookup_stays_exact_when_every_hash_collides(store, monkeypatch):
     """The hash only narrows the search; the word's bytes decide. Force all hashes equal."""
     expected = {w: store.ids([w])[0] for w, _ in vector_rows()}

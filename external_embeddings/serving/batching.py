@@ -15,24 +15,27 @@ import os
 from pathlib import Path
 
 from ..errors import InputError
+from ..predictor import walk_models
 
 log = logging.getLogger("external_embeddings.serving")
 
 
 def folder_signature(models_dir):
-    """(path, mtime, size) of every file under the models folder, hidden ones skipped, so that
-    a new, removed or rewritten model changes it. Cheap: a few stat calls per model."""
+    """(path, mtime, size, inode) of every file under the models folder, through links to folders,
+    hidden ones skipped, so that a new, removed or rewritten model, or a link pointed at another
+    folder, changes it. Cheap: a few stat calls per model."""
     root = Path(models_dir)
     out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith("."):
+    try:
+        for folder, names in walk_models(root, loops="skip"):  # a loop is the load's error to report
+            for name in names:
                 try:
-                    st = os.stat(os.path.join(dirpath, name))
-                except FileNotFoundError:  # removed while we looked: the next poll sees the rest
+                    st = os.stat(folder / name)
+                except OSError:  # removed while we looked, or a broken link: the next poll sees the rest
                     continue
-                out.append((os.path.relpath(os.path.join(dirpath, name), root), st.st_mtime_ns, st.st_size))
+                out.append((os.path.relpath(folder / name, root), st.st_mtime_ns, st.st_size, st.st_ino))
+    except FileNotFoundError:  # the models folder itself is gone: the load says so
+        pass
     return tuple(out)
 
 

@@ -28,6 +28,7 @@ BLOCK_ROWS = 1024  # rows a block carries to an actor: big enough to batch, smal
 BATCH_ROWS = 256  # rows an actor runs at once (the predictor's own batch size)
 PARQUET = (".parquet", ".pq")
 JSON_LINES = (".jsonl", ".ndjson")
+JSON = (".json",)  # one array of objects, read whole (as any JSON document must be)
 
 
 def problem(text):
@@ -44,6 +45,7 @@ def problem(text):
 
 
 def _read_json_lines(path):
+    """(texts, ids or None, where each row is) of a JSON Lines file: one object a line."""
     texts, ids, has_id = [], [], False
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
@@ -55,21 +57,61 @@ def _read_json_lines(path):
                 value = json.loads(raw)
             except UnicodeDecodeError:
                 raise InputError(path, "is not UTF-8", "re-save it as UTF-8", number) from None
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:
                 raise InputError(path, f"is not JSON Lines ({e})", 'write one object such as {"text": "..."} a line',
                                  number) from None
             value = value if isinstance(value, dict) else {}
             has_id = has_id or "id" in value
             texts.append(value.get("text", None)), ids.append(value.get("id"))
-    return texts, ids if has_id else None
+    return texts, ids if has_id else None, lambda i: (path, i + 1)
 
 
-def _id_column(ids):
-    """Ids as one Arrow column: as they are when they share a type, else each as its JSON text."""
+def _read_json_array(path):
+    """(texts, ids or None, where each row is) of a .json file: one array of objects with "text" and "id"."""
     try:
-        return pa.array(ids)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if i is None else i if isinstance(i, str) else json.dumps(i) for i in ids])
+        with open(path, "rb") as f:
+            data = f.read()
+        value = json.loads(data.removeprefix(b"\xef\xbb\xbf"))
+    except UnicodeDecodeError:
+        raise InputError(path, "is not UTF-8", "re-save it as UTF-8") from None
+    except (ValueError, RecursionError) as e:
+        raise InputError(path, f"is not JSON ({e})", 'write an array of objects such as [{"text": "..."}]') from None
+    if not isinstance(value, list):
+        raise InputError(path, f"holds a JSON {type(value).__name__}, not an array of objects",
+                         'write [{"id": 1, "text": "..."}, ...], or one object a line in a .jsonl file')
+    rows = [row if isinstance(row, dict) else {} for row in value]
+    ids = [row.get("id") for row in rows]
+    return [row.get("text") for row in rows], ids if any("id" in row for row in rows) else None, \
+        lambda i: (f"{path}: item {i + 1:,}", None)
+
+
+INT64 = (-2**63, 2**63 - 1)
+
+
+def _id_column(ids, where):
+    """Ids as one Arrow column, never two ids made one.
+
+    Ids that are all strings, all whole numbers within int64, all booleans or all other numbers
+    keep that type. Any other mix (1 and "1", 1 and 2.5, 1 and true), a whole number beyond
+    64 bits, a list or an object makes every id its JSON text (a string's with its quotes), so
+    ids that differ stay different. An id that is no valid Unicode (a lone surrogate such as
+    "\\ud800") is an error naming its line (``where(i)``: the file and line of row ``i``).
+    """
+    kinds = {type(i) for i in ids if i is not None}
+    for i, value in enumerate(ids):
+        try:
+            if isinstance(value, str):
+                value.encode("utf-8")
+            elif isinstance(value, (list, dict)):  # a string inside may hold one too
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as e:
+            place, line = where(i)
+            raise InputError(place, f"has an id that is not valid Unicode ({e.object[e.start:e.end]!r}, a lone "
+                             "surrogate)", "give ids as strings of valid characters, or numbers", line) from None
+    if len(kinds) == 1 and kinds <= {str, bool, float, int}:
+        if kinds != {int} or all(INT64[0] <= i <= INT64[1] for i in ids if i is not None):
+            return pa.array(ids, {str: pa.string(), bool: pa.bool_(), float: pa.float64(), int: pa.int64()}[kinds.pop()])
+    return pa.array([None if i is None else json.dumps(i, ensure_ascii=False) for i in ids], pa.string())
 
 
 def read_input(path):
@@ -78,7 +120,7 @@ def read_input(path):
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "does not exist" if not path.exists() else "is not a file",
-                         "give a text file (one text per line), a .jsonl file or a .parquet file")
+                         "give a text file (one text per line), a .jsonl, .json or .parquet file")
     ids = None
     try:
         if path.suffix.lower() in PARQUET:
@@ -94,9 +136,9 @@ def read_input(path):
                                  "store the texts as strings")
             texts = table["text"].to_pylist()
             ids = table["id"] if "id" in table.column_names else None
-        elif path.suffix.lower() in JSON_LINES:
-            texts, found = _read_json_lines(path)
-            ids = None if found is None else _id_column(found)
+        elif path.suffix.lower() in JSON_LINES + JSON:
+            texts, found, where = (_read_json_lines if path.suffix.lower() in JSON_LINES else _read_json_array)(path)
+            ids = None if found is None else _id_column(found, where)
         else:
             texts = [text for _, text in file_lines(path)]
     except OSError as e:

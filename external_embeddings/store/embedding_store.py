@@ -29,6 +29,7 @@ import math
 import mmap
 import os
 import re
+from collections.abc import Mapping, Set
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -292,15 +293,22 @@ def _map_npy(path):
         mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)  # ValueError for an empty file
     finally:
         os.close(fd)
-    header = _npy_header(head)
-    if header is None:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version not in ((1, 0), (2, 0)):
-                raise ValueError(f"unsupported .npy format version {version}")
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran_order, dtype = read(f)
-            header = shape, dtype, fortran_order, f.tell()
+    try:
+        header = _npy_header(head)
+        if header is None:
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                if version not in ((1, 0), (2, 0)):
+                    raise ValueError(f"unsupported .npy format version {version}")
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran_order, dtype = read(f)
+                header = shape, dtype, fortran_order, f.tell()
+    except OSError:
+        raise
+    except Exception as e:
+        # numpy parses the header as a Python literal, so damaged bytes raise whatever Python's
+        # tokenizer or np.dtype raises (TokenError, SyntaxError, TypeError, ...): all mean "damaged".
+        raise ValueError(f"its .npy header cannot be read ({type(e).__name__}: {e})") from None
     shape, dtype, fortran_order, offset = header
     if dtype.hasobject:
         raise ValueError("holds Python objects")
@@ -518,6 +526,8 @@ class EmbeddingStore:
         found = self.lookup(words)
         if vocabulary is None:
             return found
+        if not isinstance(vocabulary, (Set, Mapping)):  # a list would make each test below a scan: quadratic
+            vocabulary = set(vocabulary)
         return {word: found.get(word, 0) for word in dict.fromkeys(words) if word in vocabulary}
 
     def gather(self, ids):

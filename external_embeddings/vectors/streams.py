@@ -6,10 +6,16 @@ same one error whichever format it was meant to be.
 
 import codecs
 import gzip
+import struct
 import zipfile
 import zlib
 
 from ..errors import InputError
+
+
+# A fastText model (``model.bin`` from fasttext.train_supervised/train_unsupervised, or ``cc.en.300.bin``)
+# starts with this little-endian int32 and then its format version (fastText's FASTTEXT_FILEFORMAT_MAGIC_INT32).
+FASTTEXT_MAGIC = struct.pack("<i", 793712314)
 
 
 def _fail(path, problem, fix, line=None):
@@ -47,6 +53,11 @@ def open_stream(path):
     head = read_block(path, stream, 1 << 16)
     if head.startswith(codecs.BOM_UTF8):  # Windows editors add one; it would stick to the first word
         head = head[len(codecs.BOM_UTF8):]
+    if head[:4] == FASTTEXT_MAGIC:  # a model, not vectors: its bytes would otherwise read as bad UTF-8 text
+        version = struct.unpack("<i", head[4:8])[0] if len(head) >= 8 else "unknown"
+        _fail(path, f"is a fastText model (fastText's own binary format, version {version}), not a vectors file",
+              "give the .vec file that fastText wrote beside it, or write one: fasttext print-word-vectors "
+              f"{path.name} < words.txt > vectors.vec (one word a line in words.txt)")
     if not head.strip() and len(head) < 1 << 16:  # nothing but blank lines
         _fail(path, "is empty", "give a vectors file with one 'word v1 v2 ...' row per line")
     return stream, head
