@@ -25,7 +25,9 @@ from ..errors import InputError
 from ..models.model import native_logs_hidden
 from ..store import EmbeddingStore
 from ..text.tokenizer import check_texts
+from . import open_inference
 from .batching import Batcher, ModelSet, log
+from .oip_codec import ProtocolError
 
 # Defaults; each is a KEE_SERVE_<NAME> variable and a serve option.
 DEFAULTS = {"MAX_TEXTS": 1024, "MAX_BYTES": 4_000_000, "BATCH_TEXTS": 64, "BATCH_WAIT_MS": 0.0,
@@ -151,7 +153,7 @@ def create_app():
                         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                             raise Refused(401, "missing or wrong token; send Authorization: Bearer TOKEN")
                     response = await handler(request)
-                except Refused as e:
+                except (Refused, ProtocolError) as e:
                     response = JSONResponse({"error": e.message}, e.status)
                 except InputError as e:
                     response = JSONResponse({"error": str(e)}, 400)
@@ -234,4 +236,5 @@ def create_app():
     routes = [Route("/v1/predict", predict, methods=["POST"]), Route("/v1/models", list_models),
               Route("/v1/reload", reload, methods=["POST"]), Route("/healthz", healthz), Route("/readyz", readyz),
               Route("/metrics", metrics_endpoint)]
+    routes += open_inference.routes(endpoint, models, ready, batcher, setting)  # the Open Inference Protocol
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
