@@ -194,9 +194,10 @@ def encode_response(model_name, request, probabilities, labels):
     """(body, header length or None) of the reply: the JSON header, then the binary outputs' bytes."""
     tensors = {PROBABILITIES: ("FP32", list(probabilities.shape), probabilities),
                LABELS: ("BYTES", [len(labels)], labels)}
-    header = {"model_name": model_name, "model_version": "1", "outputs": []}
+    header = {"model_name": model_name, "model_version": "1"}
     if request.id is not None:
         header["id"] = request.id
+    header["outputs"] = []
     raw = []
     for name, binary in request.outputs.items():
         datatype, shape, value = tensors[name]
