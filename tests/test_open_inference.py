@@ -2,6 +2,7 @@
 (the reference client of the protocol) and, for the bad requests, with raw httpx."""
 
 import asyncio
+import gzip
 import json
 import shutil
 import struct
@@ -143,6 +144,14 @@ def test_client_defaults_and_the_n_by_1_shape(client, expected):
     assert [o["name"] for o in result.get_response()["outputs"]] == ["probabilities"]
 
 
+@pytest.mark.parametrize("compression", ["gzip", "deflate"])
+def test_compressed_requests(client, expected, compression):
+    for binary in (True, False):
+        result = client.infer(A, inputs(TEXTS, binary), headers=auth(), request_compression_algorithm=compression,
+                              response_compression_algorithm=compression)  # answered uncompressed, as allowed
+        check(result, TEXTS, A, expected)
+
+
 def test_many_requests_in_flight(client, expected):
     jobs = []
     for i in range(48):
@@ -238,6 +247,12 @@ BAD = {  # name: ((body, headers), status, words in the error)
     "bytes after the tensors": ((binary_body(element(b"orbit"))[0] + b"xx", binary_body(element(b"orbit"))[1]),
                                 400, "after the binary tensors"),
     "too many texts": (as_json(good_body(["orbit"] * (MAX_TEXTS + 1))), 413, f"limit of {MAX_TEXTS}"),
+    "gzip that unpacks past the limit": ((gzip.compress(b" " * 5_000_000), {"Content-Encoding": "gzip"}), 413,
+                                         "unpacks to over the limit of 4,000,000"),
+    "not gzip": ((b"\x1f\x8b not gzip", {"Content-Encoding": "gzip"}), 400, "not valid gzip"),
+    "cut gzip": ((gzip.compress(json.dumps(good_body()).encode())[:-6], {"Content-Encoding": "gzip"}), 400,
+                 "not one whole gzip"),
+    "unknown encoding": ((json.dumps(good_body()).encode(), {"Content-Encoding": "br"}), 415, "'br'"),
 }
 
 

@@ -12,6 +12,7 @@ so concurrent requests for several models still share one tokenization and store
 """
 
 import re
+import zlib
 
 import numpy as np
 from starlette.responses import JSONResponse, Response
@@ -64,6 +65,27 @@ async def read_body(request, max_bytes):
     return bytes(body)
 
 
+def decoded(body, encoding, max_bytes):
+    """The body as sent before ``Content-Encoding`` (gzip or deflate, as tritonclient's
+    ``request_compression_algorithm`` sends it), unpacked to ``max_bytes`` at most: a small
+    compressed body must not unpack into gigabytes."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise ProtocolError(415, f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none")
+    unpacker = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)  # 31: gzip's header, 15: zlib's
+    try:
+        data = unpacker.decompress(body, max_bytes + 1)
+    except zlib.error as e:
+        raise ProtocolError(400, f"the body is not valid {encoding} data ({e})") from None
+    if len(data) > max_bytes or unpacker.unconsumed_tail:
+        raise ProtocolError(413, f"the body unpacks to over the limit of {max_bytes:,} bytes; send fewer texts")
+    if not unpacker.eof or unpacker.unused_data:
+        raise ProtocolError(400, f"the body is not one whole {encoding} stream; send it compressed once, in full")
+    return data
+
+
 def model_metadata(name, manifest):
     labels = manifest["labels"]
     return {"name": name, "versions": [VERSION], "platform": PLATFORM,
@@ -106,7 +128,8 @@ def routes(endpoint, models, ready, batcher, setting):
         manifest = predictor.models[name][1]
         if action == "":
             return JSONResponse(model_metadata(name, manifest))
-        body = await read_body(request, setting("MAX_BYTES"))
+        body = decoded(await read_body(request, setting("MAX_BYTES")), request.headers.get("content-encoding"),
+                       setting("MAX_BYTES"))
         parsed = oip_codec.parse_request(body, request.headers.get("inference-header-content-length"),
                                          setting("MAX_TEXTS"))
         check_texts(parsed.texts, where=f"input {oip_codec.INPUT!r}: element")  # lone surrogates: a 400 here
