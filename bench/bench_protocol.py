@@ -25,7 +25,7 @@ import common  # noqa: E402
 
 from external_embeddings.serving import oip_codec  # noqa: E402
 
-ROUNDS = 3
+ROUNDS = 5
 MODEL = "m0"
 SIDES = ("predict", "oip-binary", "oip-json")
 PATHS = {"predict": "/v1/predict", "oip-binary": f"/v2/models/{MODEL}/infer", "oip-json": f"/v2/models/{MODEL}/infer"}

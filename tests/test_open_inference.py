@@ -5,7 +5,10 @@ import asyncio
 import gzip
 import json
 import shutil
+import socket
 import struct
+import subprocess
+import sys
 import tarfile
 
 import httpx
@@ -16,7 +19,7 @@ from conftest import ROOT
 from external_embeddings.predictor import Predictor
 from external_embeddings.serving.batching import Batcher
 from external_embeddings.text.corpus import strip_headers
-from test_server import serve, stop
+from test_server import free_port, serve, stop
 
 httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -57,16 +60,19 @@ BATCH = [TEXTS[i % len(TEXTS)] for i in range(64)]
 
 @pytest.fixture(scope="module")
 def oip(served, tmp_path_factory):
-    """One real server (2 workers, a token) for the whole module: (host:port, models folder)."""
+    """One real server (2 workers, a token, gRPC too) for the whole module: (host:port, models folder, gRPC host:port)."""
     work, store = served
     folder = tmp_path_factory.mktemp("oip") / "models"
     shutil.copytree(work / "models", folder)
     shutil.copytree(work / "baseline", folder / "base")
-    proc, url, _ = serve(store, folder, "--workers", "2", "--token", TOKEN, "--max-texts", str(MAX_TEXTS))
+    grpc_port = free_port()
+    proc, url, _ = serve(store, folder, "--workers", "2", "--token", TOKEN, "--max-texts", str(MAX_TEXTS),
+                         "--grpc-port", str(grpc_port))
     try:
-        yield url.removeprefix("http://"), folder
+        yield url.removeprefix("http://"), folder, f"127.0.0.1:{grpc_port}"
     finally:
-        stop(proc)
+        code = stop(proc)
+    assert code == 0  # Ctrl-C stops the gRPC servers with the workers, cleanly
 
 
 @pytest.fixture(scope="module")
@@ -316,3 +322,65 @@ def test_requests_for_several_models_share_one_batch():
     assert [list(r) for r in first] == [["m1"], ["m1"]] and [r["m1"]["text"] for r in first] == ["a", "b"]
     assert second[0]["m2"]["probabilities"] == {"x": 1.0} and second[0]["m2"]["text"] == "c"
     assert "probabilities" not in trimmed[0]["m2"]  # /v1/predict's answers stay trimmed
+
+
+GRPC_AUTH = {"authorization": f"Bearer {TOKEN}"}  # gRPC metadata keys are lowercase
+
+
+@pytest.fixture(scope="module")
+def grpc_client(oip):
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    with grpcclient.InferenceServerClient(oip[2]) as c:
+        yield grpcclient, c
+
+
+def test_grpc_form_equals_the_predictor(grpc_client, expected):
+    grpcclient, client = grpc_client
+    assert client.is_server_live() and client.is_server_ready()  # the probes need no token
+    assert client.is_model_ready(A, headers=GRPC_AUTH) and client.is_model_ready(A, "1", headers=GRPC_AUTH)
+    assert "binary_tensor_data" in client.get_server_metadata(headers=GRPC_AUTH).extensions
+    meta = client.get_model_metadata(BASE, headers=GRPC_AUTH, as_json=True)
+    assert meta["name"] == BASE and [o["name"] for o in meta["outputs"]] == ["probabilities", "labels"]
+    for name in (A, BASE):
+        for texts in ([TEXTS[2]], TEXTS, BATCH):
+            text = grpcclient.InferInput("text", [len(texts)], "BYTES")
+            text.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=object))
+            result = client.infer(name, [text], headers=GRPC_AUTH, request_id="g1")
+            check(result, texts, name, expected)
+            assert result.get_response().id == "g1"
+
+
+@pytest.mark.parametrize("case, code, words", [
+    ("no token", "UNAUTHENTICATED", "token"), ("unknown model", "NOT_FOUND", "unknown model 'nope'"),
+    ("wrong version", "NOT_FOUND", "no version '2'"), ("wrong datatype", "INVALID_ARGUMENT", "datatype 'FP32'"),
+    ("non-UTF-8", "INVALID_ARGUMENT", "not valid UTF-8"), ("too many texts", "RESOURCE_EXHAUSTED", "limit of 100"),
+])
+def test_grpc_errors_are_statuses_and_the_server_keeps_serving(grpc_client, case, code, words):
+    grpcclient, client = grpc_client
+    texts = [b"orbit"] * (MAX_TEXTS + 1 if case == "too many texts" else 1)
+    text = grpcclient.InferInput("text", [len(texts)], "FP32" if case == "wrong datatype" else "BYTES")
+    if case == "wrong datatype":
+        text.set_data_from_numpy(np.zeros(1, np.float32))
+    else:
+        text.set_data_from_numpy(np.array([b"caf\xe9"] if case == "non-UTF-8" else texts, dtype=object))
+    with pytest.raises(InferenceServerException) as raised:
+        client.infer("nope" if case == "unknown model" else A, [text], model_version="2" if case == "wrong version" else "",
+                     headers=None if case == "no token" else GRPC_AUTH)
+    assert code in raised.value.status() and words in raised.value.message()
+    good = grpcclient.InferInput("text", [1], "BYTES").set_data_from_numpy(np.array([b"orbit"], dtype=object))
+    assert client.infer(A, [good], headers=GRPC_AUTH).as_numpy("probabilities").shape == (1, 3)
+
+
+def test_serve_refuses_an_unusable_grpc_port(served, oip):
+    _, store = served
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        for options in (["--port", "8123", "--grpc-port", "8123"], ["--grpc-port", "8124", "--ray"],
+                        ["--grpc-port", str(busy)]):
+            done = subprocess.run([sys.executable, "-m", "external_embeddings", "serve", "--store", str(store.path),
+                                   "--models", str(oip[1]), *options], capture_output=True, text=True, cwd=ROOT,
+                                  timeout=120)
+            assert done.returncode == 2 and done.stderr.startswith("error: command line: --grpc-port")
+            assert len(done.stderr.splitlines()) == 1

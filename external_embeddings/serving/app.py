@@ -31,7 +31,7 @@ from .oip_codec import ProtocolError
 
 # Defaults; each is a KEE_SERVE_<NAME> variable and a serve option.
 DEFAULTS = {"MAX_TEXTS": 1024, "MAX_BYTES": 4_000_000, "BATCH_TEXTS": 64, "BATCH_WAIT_MS": 0.0,
-            "POLL_SECONDS": 2.0, "LOAD_FIRST": 0}
+            "POLL_SECONDS": 2.0, "LOAD_FIRST": 0, "GRPC_PORT": 0, "HOST": "127.0.0.1"}
 
 
 class Refused(Exception):
@@ -207,6 +207,12 @@ def create_app():
     @contextlib.asynccontextmanager
     async def lifespan(app):
         tasks = [asyncio.create_task(batcher.run())]
+        grpc_server = None
+        if setting("GRPC_PORT"):  # the Open Inference Protocol's gRPC form, beside this worker's HTTP
+            from . import oip_grpc
+
+            grpc_server = await oip_grpc.start(setting("HOST"), setting("GRPC_PORT"), models, batcher, token,
+                                               setting("MAX_TEXTS"), setting("MAX_BYTES"))
 
         if setting("RUN_DIR"):  # tells the serve command that this worker is ready
             models.on_loaded = lambda: Path(setting("RUN_DIR"), f"ready-{os.getpid()}").touch()
@@ -229,6 +235,8 @@ def create_app():
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(5)
             for task in tasks:
                 task.cancel()
             batcher.executor.shutdown(wait=True)

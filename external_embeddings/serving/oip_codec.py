@@ -98,12 +98,9 @@ def dict_field(tensor, key, where):
 def read_input(tensor, binary, offset):
     """(texts, the offset after this tensor's bytes) of the input tensor, checked against its shape."""
     where = f"input {INPUT!r}"
-    if tensor.get("datatype") != "BYTES":
-        raise bad(f"{where} has datatype {tensor.get('datatype')!r}; send the texts as BYTES")
+    check_datatype(tensor.get("datatype"))
     shape = tensor.get("shape")
-    if (not isinstance(shape, list) or len(shape) not in (1, 2) or not all(type(d) is int and d >= 0 for d in shape)
-            or (len(shape) == 2 and shape[1] != 1)):
-        raise bad(f"{where} has shape {shape!r}; send shape [n] or [n, 1] for n texts")
+    check_shape(shape)
     size = dict_field(tensor, "parameters", where).get("binary_data_size")
     if size is not None:
         if type(size) is not int or size < 0:
@@ -119,11 +116,27 @@ def read_input(tensor, binary, offset):
         texts = flatten(tensor["data"], where)
     else:
         raise bad(f"{where} has neither data nor binary_data_size; send the texts in one of them")
-    if shape[0] != len(texts):
-        raise bad(f"{where} has shape {shape} but {len(texts):,} elements; send a shape that matches the data")
-    if not texts:
-        raise bad(f"{where} is empty; send at least one text")
+    check_count(shape, texts)
     return texts, offset
+
+
+def check_datatype(datatype):
+    if datatype != "BYTES":
+        raise bad(f"input {INPUT!r} has datatype {datatype!r}; send the texts as BYTES")
+
+
+def check_shape(shape):
+    """Shape [n] or [n, 1]: a list of n texts, or a column of them."""
+    if (not isinstance(shape, list) or len(shape) not in (1, 2) or not all(type(d) is int and d >= 0 for d in shape)
+            or (len(shape) == 2 and shape[1] != 1)):
+        raise bad(f"input {INPUT!r} has shape {shape!r}; send shape [n] or [n, 1] for n texts")
+
+
+def check_count(shape, texts):
+    if shape[0] != len(texts):
+        raise bad(f"input {INPUT!r} has shape {shape} but {len(texts):,} elements; send a shape that matches the data")
+    if not texts:
+        raise bad(f"input {INPUT!r} is empty; send at least one text")
 
 
 def read_bytes_elements(raw, where):
