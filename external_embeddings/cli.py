@@ -189,7 +189,8 @@ def _serve(args):
         import uvicorn
 
         threading.Thread(target=_announce_when_ready, daemon=True,
-                         args=(run_dir, args.workers, f"http://{args.host}:{args.port}", len(dirs))).start()
+                         args=(run_dir, args.workers, f"http://{args.host}:{args.port}"
+                               + (f" (gRPC {args.host}:{args.grpc_port})" if args.grpc_port else ""), len(dirs))).start()
         # uvicorn re-raises the SIGTERM it handled once it has shut down; that is a clean stop too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:

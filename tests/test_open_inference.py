@@ -66,9 +66,10 @@ def oip(served, tmp_path_factory):
     shutil.copytree(work / "models", folder)
     shutil.copytree(work / "baseline", folder / "base")
     grpc_port = free_port()
-    proc, url, _ = serve(store, folder, "--workers", "2", "--token", TOKEN, "--max-texts", str(MAX_TEXTS),
-                         "--grpc-port", str(grpc_port))
+    proc, url, line = serve(store, folder, "--workers", "2", "--token", TOKEN, "--max-texts", str(MAX_TEXTS),
+                            "--grpc-port", str(grpc_port))
     try:
+        assert f"(gRPC 127.0.0.1:{grpc_port}) with 2 worker(s)" in line
         yield url.removeprefix("http://"), folder, f"127.0.0.1:{grpc_port}"
     finally:
         code = stop(proc)
