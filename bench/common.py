@@ -274,9 +274,12 @@ class Server:
                 self.proc.wait()
 
 
-async def load(url, bodies, texts_per_body, seconds, max_requests, clients=CLIENTS):
+async def load(url, bodies, texts_per_body, seconds, max_requests, clients=CLIENTS, path="/v1/predict"):
     """C clients, each sending the next body as soon as its last answer came, until the time or
-    the request count is up. Returns throughput, latency percentiles and errors."""
+    the request count is up. Returns throughput, latency percentiles and errors.
+
+    A body is JSON bytes, or a (bytes, headers) pair for another form (bench_protocol.py's);
+    ``path`` is where they go."""
     import httpx
 
     latencies, errors, sent = [], 0, 0
@@ -287,10 +290,10 @@ async def load(url, bodies, texts_per_body, seconds, max_requests, clients=CLIEN
             nonlocal errors, sent
             while time.perf_counter() < deadline and sent < max_requests:
                 body, sent = bodies[sent % len(bodies)], sent + 1
+                content, headers = body if isinstance(body, tuple) else (body, {"Content-Type": "application/json"})
                 started = time.perf_counter()
                 try:
-                    answer = await client.post("/v1/predict", content=body,
-                                               headers={"Content-Type": "application/json"})
+                    answer = await client.post(path, content=content, headers=headers)
                     ok = answer.status_code == 200
                 except httpx.HTTPError:
                     ok = False

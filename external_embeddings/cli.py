@@ -126,6 +126,26 @@ def _announce_when_ready(run_dir, workers, url, models):
     print(f"Serving {models} models at {url} with {workers} worker(s); Ctrl-C stops.", flush=True)
 
 
+def _check_grpc_port(args):
+    """--grpc-port: refused with --ray, on the HTTP port, when taken, or without tritonclient's gRPC part."""
+    import socket
+
+    from .serving.oip_grpc import protos
+
+    if args.ray or args.grpc_port == args.port or not 0 < args.grpc_port < 65536:
+        raise InputError("command line", f"--grpc-port {args.grpc_port} is not usable here",
+                         "give a free port other than --port, without --ray")
+    if protos() is None:
+        raise InputError("command line", "--grpc-port needs grpcio and tritonclient's gRPC messages",
+                         'pip install "tritonclient[grpc]"')
+    with socket.socket() as s:
+        try:
+            s.bind((args.host, args.grpc_port))
+        except OSError as e:
+            raise InputError("command line", f"--grpc-port {args.grpc_port} cannot be bound ({e.strerror})",
+                             "give a free port") from None
+
+
 def _serve(args):
     import tempfile
     import threading
@@ -138,6 +158,8 @@ def _serve(args):
                              "give a positive number")
     if args.batch_wait_ms < 0 or args.poll_seconds < 0:
         raise InputError("command line", "--batch-wait-ms and --poll-seconds must be >= 0", "give 0 or more")
+    if args.grpc_port:
+        _check_grpc_port(args)
     if args.start_timeout <= 0:
         raise InputError("command line", f"--start-timeout {args.start_timeout:g} is too small",
                          "give a positive number")
@@ -146,7 +168,7 @@ def _serve(args):
     store_path, fingerprint = store.path.resolve(), store.fingerprint
     del store  # unmapped: only the workers map the store, so their PSS counts it once
     settings = {f"KEE_SERVE_{key.upper()}": str(value) for key, value in vars(args).items() if key in (
-        "max_texts", "max_bytes", "batch_texts", "batch_wait_ms", "poll_seconds")}
+        "max_texts", "max_bytes", "batch_texts", "batch_wait_ms", "poll_seconds", "grpc_port", "host")}
     settings.update(KEE_SERVE_STORE=str(store_path), KEE_SERVE_MODELS=str(Path(args.models).resolve()),
                     KEE_SERVE_TOKEN=args.token or "")
     if args.ray:
@@ -167,7 +189,8 @@ def _serve(args):
         import uvicorn
 
         threading.Thread(target=_announce_when_ready, daemon=True,
-                         args=(run_dir, args.workers, f"http://{args.host}:{args.port}", len(dirs))).start()
+                         args=(run_dir, args.workers, f"http://{args.host}:{args.port}"
+                               + (f" (gRPC {args.host}:{args.grpc_port})" if args.grpc_port else ""), len(dirs))).start()
         # uvicorn re-raises the SIGTERM it handled once it has shut down; that is a clean stop too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
@@ -230,6 +253,8 @@ def build_parser():
     serve.add_argument("--batch-wait-ms", type=float, default=0.0, help="micro-batching: longest wait for more")
     serve.add_argument("--poll-seconds", type=float, default=2.0, help="reload when --models changes; 0: never")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--grpc-port", type=int, default=0,
+                       help="also serve the Open Inference Protocol's gRPC form on this port; 0: off")
     serve.add_argument("--ray", action="store_true", help="serve on Ray Serve: replicas across a Ray cluster's nodes")
     serve.add_argument("--address", help="with --ray: a running Ray cluster (ray start --head); else Ray starts here")
     serve.add_argument("--replicas", type=int, default=1, help="with --ray: replicas, one CPU each")

@@ -66,6 +66,30 @@ def test_ray_rows_compare_like_for_like_and_put_ray_serve_beside_uvicorn():
     assert rows["Ray Serve vs uvicorn, time to ready (s)"]["external"] == "25.0"
 
 
+
+def test_protocol_rows_put_each_form_beside_predict_and_its_bodies_parse():
+    import bench_protocol
+
+    from external_embeddings.serving import oip_codec
+
+    def phase(rate):
+        return {"requests": 10, "errors": 0, "texts_per_second": rate, "p50_ms": 1.0, "p99_ms": 2.0}
+
+    runs = {"predict": {"single": [phase(100.0), phase(90.0), phase(300.0)], "batch32": [phase(200.0)] * 3},
+            "oip-binary": {"single": [phase(85.0)] * 3, "batch32": [phase(210.0)] * 3},
+            "oip-json": {"single": [phase(50.0)] * 3, "batch32": [dict(phase(150.0), errors=1)] * 3}}
+    rows = {r["measure"]: r for r in bench_protocol.rows({"runs": runs, "agree": True})}
+    single = rows["protocol binary vs /v1/predict, 1 text/request, texts/s (p50 / p99 ms)"]
+    assert (single["ratio"], single["verdict"]) == ("0.85x", "MISSED")  # 85 against the median round's 100
+    assert rows["protocol binary vs /v1/predict, 32 texts/request, texts/s (p50 / p99 ms)"]["verdict"] == "met"
+    assert rows["protocol json vs /v1/predict, 1 text/request, texts/s (p50 / p99 ms)"]["verdict"] == "n/a"
+    assert rows["protocol, errors under load and answers that differ"]["verdict"] == "MISSED"
+    texts = ["orbit", "", "Zürich 東京"]
+    content, headers = bench_protocol.body("oip-binary", texts)
+    parsed = oip_codec.parse_request(content, headers["Inference-Header-Content-Length"], 10)
+    assert parsed.texts == texts and parsed.outputs == {"probabilities": True, "labels": True}
+    assert oip_codec.parse_request(bench_protocol.body("oip-json", texts), None, 10).texts == texts
+
 def test_synthetic_vectors_are_deterministic_glove_text(tmp_path):
     import bench_scale
 

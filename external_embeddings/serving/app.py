@@ -25,11 +25,13 @@ from ..errors import InputError
 from ..models.model import native_logs_hidden
 from ..store import EmbeddingStore
 from ..text.tokenizer import check_texts
+from . import open_inference
 from .batching import Batcher, ModelSet, log
+from .oip_codec import ProtocolError
 
 # Defaults; each is a KEE_SERVE_<NAME> variable and a serve option.
 DEFAULTS = {"MAX_TEXTS": 1024, "MAX_BYTES": 4_000_000, "BATCH_TEXTS": 64, "BATCH_WAIT_MS": 0.0,
-            "POLL_SECONDS": 2.0, "LOAD_FIRST": 0}
+            "POLL_SECONDS": 2.0, "LOAD_FIRST": 0, "GRPC_PORT": 0, "HOST": "127.0.0.1"}
 
 
 class Refused(Exception):
@@ -151,7 +153,7 @@ def create_app():
                         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                             raise Refused(401, "missing or wrong token; send Authorization: Bearer TOKEN")
                     response = await handler(request)
-                except Refused as e:
+                except (Refused, ProtocolError) as e:
                     response = JSONResponse({"error": e.message}, e.status)
                 except InputError as e:
                     response = JSONResponse({"error": str(e)}, 400)
@@ -205,6 +207,12 @@ def create_app():
     @contextlib.asynccontextmanager
     async def lifespan(app):
         tasks = [asyncio.create_task(batcher.run())]
+        grpc_server = None
+        if setting("GRPC_PORT"):  # the Open Inference Protocol's gRPC form, beside this worker's HTTP
+            from . import oip_grpc
+
+            grpc_server = await oip_grpc.start(setting("HOST"), setting("GRPC_PORT"), models, batcher, token,
+                                               setting("MAX_TEXTS"), setting("MAX_BYTES"))
 
         if setting("RUN_DIR"):  # tells the serve command that this worker is ready
             models.on_loaded = lambda: Path(setting("RUN_DIR"), f"ready-{os.getpid()}").touch()
@@ -227,6 +235,8 @@ def create_app():
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(5)
             for task in tasks:
                 task.cancel()
             batcher.executor.shutdown(wait=True)
@@ -234,4 +244,5 @@ def create_app():
     routes = [Route("/v1/predict", predict, methods=["POST"]), Route("/v1/models", list_models),
               Route("/v1/reload", reload, methods=["POST"]), Route("/healthz", healthz), Route("/readyz", readyz),
               Route("/metrics", metrics_endpoint)]
+    routes += open_inference.routes(endpoint, models, ready, batcher, setting)  # the Open Inference Protocol
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})

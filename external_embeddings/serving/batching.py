@@ -102,9 +102,11 @@ class Batcher:
         self.queue, self._carried = asyncio.Queue(), None
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inference")
 
-    async def submit(self, texts, models=None, top_k=None):
-        """The per-text results for one request, in its order, once its batch has run."""
+    async def submit(self, texts, models=None, top_k=None, full=False):
+        """The per-text results for one request, in its order, once its batch has run: trimmed
+        for /v1/predict, or with ``full`` the Predictor's own answers (every probability)."""
         future = asyncio.get_running_loop().create_future()
+        future.full = full  # carried on the future, so that the queue's jobs keep their shape
         await self.queue.put((texts, models, top_k, future))
         return await future
 
@@ -164,7 +166,8 @@ class Batcher:
             mine = results[start:start + len(texts)]
             start += len(texts)
             if not future.done():  # the client may have gone
-                future.set_result([{name: trim(result[name], top_k) for name in names} for result in mine])
+                shape = (lambda answer: answer) if future.full else (lambda answer: trim(answer, top_k))
+                future.set_result([{name: shape(result[name]) for name in names} for result in mine])
 
 
 def trim(answer, top_k):
