@@ -16,11 +16,13 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 def command_lines(page):
     """(line number, words) of each command in the page's shell blocks (continuations joined) and inline code."""
-    found, block, pending, start = [], False, "", 0
+    found, fenced, block, pending, start = [], False, False, "", 0
     for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.startswith("```"):
-            block = line.strip() in ("```bash", "```sh", "```console", "```shell")
+        if line.startswith("```"):  # a shell block, or one with no language (commands and their output)
+            fenced = not fenced
+            block = fenced and line.strip() in ("```", "```bash", "```sh", "```console", "```shell")
             continue
+        line = line.removeprefix("$ ")
         if not block:  # a command quoted inline, in backticks
             found += [(number, m.split()) for m in re.findall(r"`(python [^`]+)`", line)]
             continue
@@ -65,8 +67,10 @@ def problems(page):
                     out.append(f"{where}: no script {parts[1]}")
                 elif parts[1].startswith("pretrained_"):
                     out += [f"{where}: no setting {o}" for o in _options(parts[2:]) if o[2:] not in settings]
-                else:  # a benchmark: its argparse options are written in its source
+                else:  # a benchmark: its argparse options are written in its source, or common.py's
                     source = script.read_text(encoding="utf-8")
+                    if "common.parse_args" in source:
+                        source += (ROOT / "bench" / "common.py").read_text(encoding="utf-8")
                     out += [f"{where}: {parts[1]} has no option {o}" for o in _options(parts[2:])
                             if f'"{o}"' not in source]
     return out
