@@ -218,3 +218,14 @@ def test_the_predict_command_checks_externalized_folders_without_tensorflow(mixe
                          cwd=ROOT)
     assert good.stdout.splitlines() == ["False"], good.stderr
     assert "rows.npy: holds store ids outside" in bad.stdout and bad.stdout.splitlines()[-1] == "False"
+
+
+def test_an_externalized_group_keeps_to_the_stores_memory_budget(mixed):
+    from external_embeddings import EmbeddingStore, MemoryBudgetError
+
+    root, store, _ = mixed
+    small = EmbeddingStore.open(store.path, max_bytes=4 * 12 * store.dim * 3)  # three texts of 12 vectors
+    predictor = Predictor(small, root / "tv_mask")
+    assert len(predictor.predict(["orbit"] * 3)) == 3
+    with pytest.raises(MemoryBudgetError, match=r"refusing to build a \(4, 12, 8\) float32 array"):
+        predictor.predict(["orbit"] * 4)
