@@ -209,8 +209,11 @@ def test_unknown_or_damaged_specs_are_refused_with_one_line(tmp_path):
     with pytest.raises(InputError, match="vocabulary.json: is missing"):
         specs.load_tokenizer(tmp_path, spec)
     (tmp_path / "vocabulary.json").write_text(json.dumps(["", "[UNK]", "a", "a"]))
-    with pytest.raises(InputError, match="holds a word twice"):
+    with pytest.raises(InputError, match=f"^{tmp_path / 'vocabulary.json'}: has a vocabulary that holds a word twice"):
         specs.load_tokenizer(tmp_path, spec)
+    (tmp_path / "vocabulary.json").write_text(json.dumps(["", "[UNK]", "a"]))
+    with pytest.raises(InputError, match=f"^{tmp_path / 'manifest.json'}: has output_sequence_length=0"):
+        specs.load_tokenizer(tmp_path, {**spec, "output_sequence_length": 0})  # a setting: the manifest's
     (tmp_path / "vocabulary.json").write_text(json.dumps(["[UNK]", "a"]))
     with pytest.raises(InputError, match="does not start with"):
         specs.load_tokenizer(tmp_path, spec)
