@@ -94,16 +94,21 @@ def mixed(served, tmp_path_factory):
     rows = [0, 0] + [int(store.ids([w])[0]) for w in vocabulary[2:]] + [0, 0]  # an Embedding wider than the vocabulary
     kept = {1: rng.normal(0, 1, store.dim).astype(np.float32),  # a trained OOV vector, kept
             vocabulary.index("zorblax"): rng.normal(0, 1, store.dim).astype(np.float32)}
-    for name, length, mask, kind in (("tv_mask", 12, True, "avg"), ("tv_short", 7, False, "conv")):
+    # tv_other: the same tokenizer, another mapping (its "orbit" row points at "moon"): tokenized once, mapped apart.
+    other_rows = list(rows)
+    other_rows[vocabulary.index("orbit")] = int(store.ids(["moon"])[0])
+    for name, length, mask, kind, model_rows in (("tv_mask", 12, True, "avg", rows), ("tv_short", 7, False, "conv", rows),
+                                                 ("tv_other", 10, False, "conv", other_rows)):
         tv = keras.layers.TextVectorization(standardize="lower_and_strip_punctuation", output_sequence_length=length,
                                             vocabulary=vocabulary[2:])
         text_input = keras.Input((1,), dtype="string")
-        original, external = build(store, keras.Input((length,), dtype="int32"), length, rows, kept, mask, kind,
-                                   seed=len(name))
+        original, external = build(store, keras.Input((length,), dtype="int32"), length, model_rows, kept, mask,
+                                   kind, seed=len(name))
         end_to_end = keras.Model(text_input, original(tv(text_input)))
         originals[name] = lambda texts, m=end_to_end: keras.ops.convert_to_numpy(
             m.predict_on_batch(np.array(texts, dtype=object)[:, None]))
-        save(root / name, external, {**spec, "output_sequence_length": length}, vocabulary, store, rows, kept, mask)
+        save(root / name, external, {**spec, "output_sequence_length": length}, vocabulary, store, model_rows, kept,
+             mask)
 
     # A Keras 2 Tokenizer with an OOV token and num_words, with pad_sequences: one model pre/pre, one mixed.
     tokenizer = Tokenizer(num_words=20, oov_token="<OOV>")
@@ -130,6 +135,7 @@ def test_externalized_models_answer_as_their_originals_beside_the_scripts_models
     # One group per tokenizer and mapping: the two TextVectorization models, the two Keras 2 ones.
     grouped = sorted(sorted(group) for group in predictor.groups.values())
     assert ["k2_mixed", "k2_pre", "k2_pre_short"] in grouped and ["tv_mask", "tv_short"] in grouped
+    assert ["tv_other"] in grouped
     texts = sample_texts()
     calls = {"tv": 0, "k2": 0, "gather": []}
     for cls, kind in ((TextVectorizationTokenizer, "tv"), (Keras2Tokenizer, "k2")):
@@ -140,7 +146,7 @@ def test_externalized_models_answer_as_their_originals_beside_the_scripts_models
     results = predictor.predict(texts)
     chunks = -(-len(texts) // 256)
     assert calls["tv"] == calls["k2"] == chunks  # each text tokenized once per distinct tokenizer
-    assert len(calls["gather"]) == 3 * chunks  # and mapped once per mapping: scripts' external, tv, k2
+    assert len(calls["gather"]) == 4 * chunks  # and mapped once per mapping: scripts' external, tv, tv_other, k2
     monkeypatch.undo()
     for name, original in originals.items():
         expected = original(texts)
