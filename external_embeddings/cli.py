@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .errors import InputError, reported
 from .models.model import native_logs_hidden
+from .settings import FORMATS
 from .text.text_files import file_lines
 from .text.tokenizer import check_texts
 
@@ -183,11 +184,14 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     convert = commands.add_parser("convert", help="turn a GloVe/word2vec/fastText/gensim vectors file into a store")
     convert.add_argument("source", help="the vectors file: text (.txt, .vec), word2vec binary (.bin), a gensim "
-                         "KeyedVectors.save file, or a .gz of a text or binary one; or a store to re-write")
+                         "KeyedVectors.save file (only with --format gensim), or a .gz of a text or binary one; "
+                         "or a store to re-write")
     convert.add_argument("store", help="the store directory to create")
     convert.add_argument("--dtype", choices=["float32", "float16", "int8"], default="float32")
-    convert.add_argument("--format", choices=["auto", "text", "word2vec-binary", "gensim"], default="auto",
-                         help="the source's format; auto tells them apart by their first bytes")
+    convert.add_argument("--format", choices=FORMATS, default="auto",
+                         help="the source's format; auto tells text from word2vec binary by the first bytes. "
+                         "gensim unpickles the file, which runs any code it holds: only for files you trust "
+                         "(auto never reads a pickle)")
     convert.add_argument("--lenient", action="store_true", help="skip (and count) lines that are not UTF-8")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     convert.set_defaults(run=_convert)
