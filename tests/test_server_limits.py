@@ -145,6 +145,15 @@ def test_slow_headers_and_a_trickled_body_are_cut_off_while_others_are_served(li
     assert len(body.splitlines()) == 1 and "--body-timeout" in json.loads(body)["error"]
 
 
+def test_a_request_whose_body_has_arrived_keeps_its_connection(limited):
+    """Only a response sent before the body is in closes the connection: not a GET's, nor a whole POST's."""
+    url, _, _ = limited
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for answer in (client.get("/healthz"), client.post("/v1/predict", json={"texts": ["orbit"]}),
+                       client.post("/v1/predict", content=b"{}", headers={"Content-Type": "application/json"})):
+            assert answer.status_code in (200, 400) and answer.headers.get("connection") != "close"
+
+
 def test_over_long_headers_are_refused(limited):
     url, port, _ = limited
     sock = open_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 100_000)

@@ -56,7 +56,10 @@ class Limits:
     async def _call(self, scope, receive, send):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.body_timeout if self.body_timeout else None
-        state = {"body_done": False, "started": False}
+        headers = dict(scope.get("headers") or [])
+        # A request without Content-Length or Transfer-Encoding (a GET), or with a length of 0, has no body to wait for.
+        no_body = b"transfer-encoding" not in headers and headers.get(b"content-length", b"0").strip() in (b"0", b"")
+        state = {"body_done": no_body, "started": False}
 
         async def timed_receive():
             if state["body_done"] or deadline is None:  # after the body, receive only waits for a disconnect
