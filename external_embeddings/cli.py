@@ -196,8 +196,7 @@ def _serve(args):
         settings.update(KEE_SERVE_STORE=on_every_node(args.store), KEE_SERVE_MODELS=on_every_node(args.models))
 
         return ray_serve.serve_until_stopped(settings, fingerprint, args.address, args.replicas, args.host,
-                                             args.port, len(dirs), args.start_timeout,
-                                             keep_alive_s=args.timeout_keep_alive)
+                                             args.port, len(dirs), args.start_timeout, args.timeout_keep_alive)
     with tempfile.TemporaryDirectory(prefix="kee-serve-") as run_dir:
         os.environ.update(settings, KEE_SERVE_RUN_DIR=run_dir)
         if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
