@@ -9,6 +9,7 @@ they differ.
 """
 
 import logging
+import math
 import time
 
 from ..errors import InputError
@@ -68,9 +69,10 @@ def start(settings, fingerprint, replicas, host, port, proxies="EveryNode", time
     report_after = {name: str(UNPLACED_S) for name in ("RAY_SERVE_SLOW_STARTUP_WARNING_S",
                                                        "RAY_SERVE_SLOW_STARTUP_WARNING_PERIOD_S")}
     # Of the limits the uvicorn server has, Serve's proxy (its own uvicorn) takes only the keep-alive
-    # timeout; idle or slow connections to it are for a reverse proxy in front (docs/security.md).
-    serve.start(http_options={"host": host, "port": port, "keep_alive_timeout_s": keep_alive_s},
-                proxy_location=proxies,
+    # timeout, in whole seconds; idle or slow connections to it are for a reverse proxy in front
+    # (docs/security.md).
+    keep_alive = max(1, math.ceil(keep_alive_s))
+    serve.start(http_options={"host": host, "port": port, "keep_alive_timeout_s": keep_alive}, proxy_location=proxies,
                 controller_options={"runtime_env": {"env_vars": report_after}})
     serve.run_many([serve.RunTarget(application(settings, fingerprint, replicas), name=APP, route_prefix="/")],
                    wait_for_applications_running=False)
