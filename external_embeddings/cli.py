@@ -3,6 +3,7 @@
 import argparse
 import itertools
 import json
+import math
 import os
 import signal
 import sys
@@ -11,8 +12,42 @@ from pathlib import Path
 
 from .errors import InputError, reported
 from .models.model import native_logs_hidden
+from .settings import FORMATS
 from .text.text_files import file_lines
 from .text.tokenizer import check_texts
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad option as one ``error:`` line (as every InputError is), not the usage first."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def finite_float(text):
+    """An argparse type for every float option: nan and inf are refused, as no option means them.
+
+    ``--batch-wait-ms nan`` would pass every ``< 0`` check (nan compares false) and then hang each
+    request; ``inf`` would make a lone request wait for a full batch.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; give a number such as 0.5")
+    return value
+
+
+def tcp_port(text):
+    """An argparse type for --port: 1 to 65535 (the OS would wrap a larger one onto another port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port; give one from 1 to 65535")
+    return value
 
 
 def _convert(args):
@@ -152,23 +187,26 @@ def _serve(args):
 
     from .store.embedding_store import EmbeddingStore
 
-    for name in ("port", "workers", "replicas", "max_texts", "max_bytes", "batch_texts"):
-        if getattr(args, name) < (0 if name in ("port", "batch_texts") else 1):
+    for name in ("workers", "replicas", "max_texts", "max_bytes", "batch_texts", "limit_concurrency",
+                 "max_connections"):
+        if getattr(args, name) < (0 if name == "batch_texts" else 1):
             raise InputError("command line", f"--{name.replace('_', '-')} {getattr(args, name)} is too small",
                              "give a positive number")
     if args.batch_wait_ms < 0 or args.poll_seconds < 0:
         raise InputError("command line", "--batch-wait-ms and --poll-seconds must be >= 0", "give 0 or more")
     if args.grpc_port:
         _check_grpc_port(args)
-    if args.start_timeout <= 0:
-        raise InputError("command line", f"--start-timeout {args.start_timeout:g} is too small",
-                         "give a positive number")
+    for name in ("start_timeout", "header_timeout", "body_timeout", "timeout_keep_alive"):
+        if getattr(args, name) <= 0:
+            raise InputError("command line", f"--{name.replace('_', '-')} {getattr(args, name):g} is too small",
+                             "give a positive number of seconds")
     store = EmbeddingStore.open(args.store, verify=True)
     dirs = _check_models(store, args.models)
     store_path, fingerprint = store.path.resolve(), store.fingerprint
     del store  # unmapped: only the workers map the store, so their PSS counts it once
     settings = {f"KEE_SERVE_{key.upper()}": str(value) for key, value in vars(args).items() if key in (
-        "max_texts", "max_bytes", "batch_texts", "batch_wait_ms", "poll_seconds", "grpc_port", "host")}
+        "max_texts", "max_bytes", "batch_texts", "batch_wait_ms", "poll_seconds", "grpc_port", "host",
+        "limit_concurrency", "max_connections", "header_timeout", "body_timeout")}
     settings.update(KEE_SERVE_STORE=str(store_path), KEE_SERVE_MODELS=str(Path(args.models).resolve()),
                     KEE_SERVE_TOKEN=args.token or "")
     if args.ray:
@@ -180,7 +218,7 @@ def _serve(args):
         settings.update(KEE_SERVE_STORE=on_every_node(args.store), KEE_SERVE_MODELS=on_every_node(args.models))
 
         return ray_serve.serve_until_stopped(settings, fingerprint, args.address, args.replicas, args.host,
-                                             args.port, len(dirs), args.start_timeout)
+                                             args.port, len(dirs), args.start_timeout, args.timeout_keep_alive)
     with tempfile.TemporaryDirectory(prefix="kee-serve-") as run_dir:
         os.environ.update(settings, KEE_SERVE_RUN_DIR=run_dir)
         if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -188,6 +226,9 @@ def _serve(args):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(run_dir) / "metrics")
         import uvicorn
 
+        from .serving.connections import BoundedHTTPProtocol, raise_fd_limit
+
+        raise_fd_limit()  # so that --max-connections sockets fit; each worker caps them to what does
         threading.Thread(target=_announce_when_ready, daemon=True,
                          args=(run_dir, args.workers, f"http://{args.host}:{args.port}"
                                + (f" (gRPC {args.host}:{args.grpc_port})" if args.grpc_port else ""), len(dirs))).start()
@@ -196,22 +237,26 @@ def _serve(args):
         try:
             uvicorn.run("external_embeddings.serving.app:create_app", factory=True, host=args.host, port=args.port,
                         workers=args.workers, log_level="warning", access_log=args.access_log,
-                        timeout_graceful_shutdown=10)
+                        timeout_graceful_shutdown=10, http=BoundedHTTPProtocol,
+                        timeout_keep_alive=args.timeout_keep_alive)
         except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: the shutdown was clean
             pass
 
 
 def build_parser():
     """Every command and option; the docs' test reads it to check the command lines the docs quote."""
-    parser = argparse.ArgumentParser(prog="python -m external_embeddings", description=__doc__)
+    parser = _Parser(prog="python -m external_embeddings", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     convert = commands.add_parser("convert", help="turn a GloVe/word2vec/fastText/gensim vectors file into a store")
     convert.add_argument("source", help="the vectors file: text (.txt, .vec), word2vec binary (.bin), a gensim "
-                         "KeyedVectors.save file, or a .gz of a text or binary one; or a store to re-write")
+                         "KeyedVectors.save file (only with --format gensim), or a .gz of a text or binary one; "
+                         "or a store to re-write")
     convert.add_argument("store", help="the store directory to create")
     convert.add_argument("--dtype", choices=["float32", "float16", "int8"], default="float32")
-    convert.add_argument("--format", choices=["auto", "text", "word2vec-binary", "gensim"], default="auto",
-                         help="the source's format; auto tells them apart by their first bytes")
+    convert.add_argument("--format", choices=FORMATS, default="auto",
+                         help="the source's format; auto tells text from word2vec binary by the first bytes. "
+                         "gensim unpickles the file, which runs any code it holds: only for files you trust "
+                         "(auto never reads a pickle)")
     convert.add_argument("--lenient", action="store_true", help="skip (and count) lines that are not UTF-8")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     convert.set_defaults(run=_convert)
@@ -242,23 +287,35 @@ def build_parser():
     serve.add_argument("--store", required=True)
     serve.add_argument("--models", required=True, help="a folder; every model.keras below it is served")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=tcp_port, default=8000, help="1 to 65535")
     serve.add_argument("--workers", type=int, default=1, help="processes; each maps the store itself")
     serve.add_argument("--token", default=os.environ.get("KEE_SERVE_TOKEN"),
                        help="require Authorization: Bearer TOKEN (default: $KEE_SERVE_TOKEN)")
     serve.add_argument("--max-texts", type=int, default=1024, help="texts per request (413 beyond)")
-    serve.add_argument("--max-bytes", type=int, default=4_000_000, help="request body bytes (413 beyond)")
+    serve.add_argument("--max-bytes", type=int, default=4_000_000,
+                       help="request body bytes (413 beyond, as soon as they arrive)")
     serve.add_argument("--batch-texts", type=int, default=64,
                        help="micro-batching: most texts run together across requests; 0 runs each request alone")
-    serve.add_argument("--batch-wait-ms", type=float, default=0.0, help="micro-batching: longest wait for more")
-    serve.add_argument("--poll-seconds", type=float, default=2.0, help="reload when --models changes; 0: never")
+    serve.add_argument("--batch-wait-ms", type=finite_float, default=0.0, help="micro-batching: longest wait for more")
+    serve.add_argument("--poll-seconds", type=finite_float, default=2.0, help="reload when --models changes; 0: never")
+    limits = serve.add_argument_group("limits on what one client can hold (see docs/security.md)")
+    limits.add_argument("--limit-concurrency", type=int, default=256,
+                        help="requests under way per worker (per replica with --ray); beyond, a 503 at once")
+    limits.add_argument("--max-connections", type=int, default=1000, help="open connections per worker (fewer "
+                        "if ulimit -n is lower); beyond, the longest idle one is closed")
+    limits.add_argument("--header-timeout", type=finite_float, default=10.0, help="seconds from opening a "
+                        "connection (or the last response) to the end of the next request's headers; then closed")
+    limits.add_argument("--body-timeout", type=finite_float, default=60.0,
+                        help="seconds from a request's headers to the end of its body; then a 408")
+    limits.add_argument("--timeout-keep-alive", type=finite_float, default=5.0,
+                        help="seconds an idle kept-alive connection stays open")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument("--grpc-port", type=int, default=0,
                        help="also serve the Open Inference Protocol's gRPC form on this port; 0: off")
     serve.add_argument("--ray", action="store_true", help="serve on Ray Serve: replicas across a Ray cluster's nodes")
     serve.add_argument("--address", help="with --ray: a running Ray cluster (ray start --head); else Ray starts here")
     serve.add_argument("--replicas", type=int, default=1, help="with --ray: replicas, one CPU each")
-    serve.add_argument("--start-timeout", type=float, default=600, help="with --ray: seconds to wait for every "
+    serve.add_argument("--start-timeout", type=finite_float, default=600, help="with --ray: seconds to wait for every "
                        "replica to load its models and answer before giving up")
     serve.set_defaults(run=_serve)
     return parser

@@ -16,6 +16,8 @@ from .errors import InputError
 ENV_PREFIX = "KEE_"  # KEE_EPOCHS=2 in the environment; the command line wins over it.
 SERVER_PREFIX = "KEE_SERVE_"  # the server's own variables (external_embeddings.serving.app)
 
+FORMATS = ("auto", "text", "word2vec-binary", "gensim")  # VECTORS_FORMAT; convert --format has the same
+
 # Values no experiment can run with; each rule says what it wants.
 _RULES = {
     # The CNN's three 5-wide convolutions and two 5-wide poolings need 149 positions.
@@ -29,6 +31,7 @@ _RULES = {
     "EMBEDDING_DIM": (lambda v: v >= 1, "must be >= 1"),
     # An empty path means "use the default source"; a given one must exist.
     "VECTORS": (lambda v: not v or Path(v).expanduser().exists(), "names a path that does not exist"),
+    "VECTORS_FORMAT": (lambda v: v in FORMATS, f"is not one of {', '.join(FORMATS)}"),
     "GLOVE_DIR": (lambda v: not v or Path(v).expanduser().is_dir(),
                   "is not a folder (it names the folder of glove.6B.<dim>d.txt; a file goes in VECTORS)"),
     "TEXT_DATA_DIR": (lambda v: not v or Path(v).expanduser().exists(),

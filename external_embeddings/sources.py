@@ -102,8 +102,11 @@ def convert_file(source, target, dtype="float32", lenient=False, progress=True, 
     return store, parsed
 
 
-def open_vectors(setting, cache_dir, max_bytes):
-    """Open the store for VECTORS: a store dir, a text file (converted once), or "" (packaged GloVe)."""
+def open_vectors(setting, cache_dir, max_bytes, format="auto"):
+    """Open the store for VECTORS: a store dir, a vectors file (converted once), or "" (packaged GloVe).
+
+    ``format`` is VECTORS_FORMAT; a gensim file (a pickle) is converted only when it says "gensim".
+    """
     if not setting:
         target = _cached(cache_dir, "stores", "glove.6B.50d-packaged")
         _make_once(target, lambda t: write_store(*packaged_glove(), t, {"file": PACKAGED_GLOVE}))
@@ -113,7 +116,7 @@ def open_vectors(setting, cache_dir, max_bytes):
             target = path
         else:
             target = _cached(cache_dir, "stores", _cache_name(path))
-            _make_once(target, lambda t: convert_file(path, t))
+            _make_once(target, lambda t: convert_file(path, t, format=format))
     # Verified fully once per file identity; later runs map it without reading it (see verified.py).
     return EmbeddingStore.open(target, verify=True, max_bytes=max_bytes,
                                verified_dir=Path(cache_dir).expanduser() / "verified")

@@ -75,8 +75,8 @@ def test_word2vec_binary_pieces_streamed_to_disk_match(tmp_path, monkeypatch):
 def test_convert_command_makes_a_store_from_binary_and_gensim_files(tmp_path, binary_file):
     path, kv = binary_file
     kv.save(str(tmp_path / "v.kv"))
-    for source, name in ((path, "from_bin"), (tmp_path / "v.kv", "from_kv")):
-        done = cli("convert", source, tmp_path / name, "--quiet")
+    for source, name, given in ((path, "from_bin", []), (tmp_path / "v.kv", "from_kv", ["--format", "gensim"])):
+        done = cli("convert", source, tmp_path / name, "--quiet", *given)
         assert done.returncode == 0, done.stderr
         store = EmbeddingStore.open(tmp_path / name, verify=True)
         ids = store.ids(kv.index_to_key)
@@ -98,7 +98,7 @@ def test_gensim_keyedvectors_file_reads_back(tmp_path, sep_limit):
     kv = keyed_vectors()
     kv.save(str(tmp_path / "v.kv"), sep_limit=sep_limit)
     assert (tmp_path / "v.kv.vectors.npy").exists() == (sep_limit == 0)
-    assert_same(read(tmp_path / "v.kv"), kv)
+    assert_same(read(tmp_path / "v.kv", format="gensim"), kv)
 
 
 def test_a_saved_word2vec_model_gives_its_keyed_vectors(tmp_path):
@@ -106,7 +106,7 @@ def test_a_saved_word2vec_model_gives_its_keyed_vectors(tmp_path):
 
     model = Word2Vec([["orbit", "moon", "rocket"], ["moon", "team"]], vector_size=4, min_count=1, seed=1)
     model.save(str(tmp_path / "w2v.model"))
-    assert_same(read(tmp_path / "w2v.model"), model.wv)
+    assert_same(read(tmp_path / "w2v.model", format="gensim"), model.wv)
 
 
 def test_format_option_overrides_detection(tmp_path, binary_file):
@@ -170,19 +170,19 @@ def test_a_damaged_or_foreign_gensim_file_is_an_error(tmp_path):
     kv = keyed_vectors()
     kv.save(str(tmp_path / "v.kv"), sep_limit=0)
     (tmp_path / "v.kv.vectors.npy").unlink()
-    assert "cannot be loaded by gensim (FileNotFoundError" in error(tmp_path / "v.kv")
+    assert "cannot be loaded by gensim (FileNotFoundError" in error(tmp_path / "v.kv", format="gensim")
     kv.save(str(tmp_path / "cut.kv"))
     (tmp_path / "cut.kv").write_bytes((tmp_path / "cut.kv").read_bytes()[:200])
-    assert "cut.kv: cannot be loaded by gensim" in error(tmp_path / "cut.kv")
+    assert "cut.kv: cannot be loaded by gensim" in error(tmp_path / "cut.kv", format="gensim")
     (tmp_path / "dict.pkl").write_bytes(pickle.dumps({"not": "vectors"}, protocol=4))
-    assert "dict.pkl: cannot be loaded by gensim" in error(tmp_path / "dict.pkl")
+    assert "dict.pkl: cannot be loaded by gensim" in error(tmp_path / "dict.pkl", format="gensim")
     from gensim.corpora import Dictionary
 
     Dictionary([["orbit", "moon"]]).save(str(tmp_path / "words.dict"))
-    assert "holds a Dictionary, not gensim KeyedVectors" in error(tmp_path / "words.dict")
+    assert "holds a Dictionary, not gensim KeyedVectors" in error(tmp_path / "words.dict", format="gensim")
     kv.vectors[2, 0] = np.nan
     kv.save(str(tmp_path / "nan.kv"))
-    assert "row 3, for 'moon', holds nan or inf" in error(tmp_path / "nan.kv")
+    assert "row 3, for 'moon', holds nan or inf" in error(tmp_path / "nan.kv", format="gensim")
 
 
 def test_a_fasttext_model_is_named_and_its_vectors_pointed_to(tmp_path):

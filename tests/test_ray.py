@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -263,7 +264,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def serve_settings(models):
     models_dir, store = models
     return {"KEE_SERVE_STORE": str(store.path), "KEE_SERVE_MODELS": str(models_dir), "KEE_SERVE_TOKEN": TOKEN,
-            "KEE_SERVE_MAX_TEXTS": "8", "KEE_SERVE_POLL_SECONDS": "0"}
+            "KEE_SERVE_MAX_TEXTS": "8", "KEE_SERVE_POLL_SECONDS": "0", "KEE_SERVE_BODY_TIMEOUT": "2"}
 
 
 def test_a_serve_replica_on_a_node_whose_store_has_another_fingerprint_refuses_to_start(node_stores, models,
@@ -522,3 +523,16 @@ def test_a_killed_replica_is_restarted_and_a_retried_request_succeeds(ray_server
             time.sleep(0.5)
     assert answer.json() == approx_json(before)
     assert ray_server.get("/healthz").json()["worker"] != pid
+
+
+def test_serve_ray_answers_a_trickled_body_with_a_408_through_serves_proxy(ray_server):
+    """The app's --body-timeout holds behind Ray Serve's proxy too, which streams the body to the
+    replica. (The proxy's own idle and slow-header connections are a reverse proxy's job: docs/security.md.)"""
+    from test_server_limits import BODY_HEAD, read_response, trickle
+
+    sock = socket.create_connection(("127.0.0.1", ray_server.base_url.port), timeout=10)
+    sock.sendall(BODY_HEAD.replace(b"Host: x\r\n", f"Host: x\r\nAuthorization: Bearer {TOKEN}\r\n".encode()))
+    took = trickle(sock, 20)
+    head, body = read_response(sock)
+    sock.close()
+    assert head.startswith("HTTP/1.1 408") and "--body-timeout" in json.loads(body)["error"] and took < 10

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -27,11 +28,13 @@ from ..store import EmbeddingStore
 from ..text.tokenizer import check_texts
 from . import open_inference
 from .batching import Batcher, ModelSet, log
+from .limits import BodyTimeout, Limits
 from .oip_codec import ProtocolError
 
 # Defaults; each is a KEE_SERVE_<NAME> variable and a serve option.
 DEFAULTS = {"MAX_TEXTS": 1024, "MAX_BYTES": 4_000_000, "BATCH_TEXTS": 64, "BATCH_WAIT_MS": 0.0,
-            "POLL_SECONDS": 2.0, "LOAD_FIRST": 0, "GRPC_PORT": 0, "HOST": "127.0.0.1"}
+            "POLL_SECONDS": 2.0, "LOAD_FIRST": 0, "GRPC_PORT": 0, "HOST": "127.0.0.1", "LIMIT_CONCURRENCY": 256,
+            "BODY_TIMEOUT": 60.0, "HEADER_TIMEOUT": 10.0, "MAX_CONNECTIONS": 1000}
 
 
 class Refused(Exception):
@@ -155,6 +158,10 @@ def create_app():
                     response = await handler(request)
                 except (Refused, ProtocolError) as e:
                     response = JSONResponse({"error": e.message}, e.status)
+                except BodyTimeout as e:  # limits.Limits closes the connection after it
+                    response = JSONResponse({"error": str(e)}, 408)
+                except ClientDisconnect:  # nobody to answer; 499 as nginx logs it, for the metrics
+                    response = JSONResponse({"error": "the client closed the connection"}, 499)
                 except InputError as e:
                     response = JSONResponse({"error": str(e)}, 400)
                 except Exception as e:  # a server fault: logged, answered, and the worker lives on
@@ -245,4 +252,6 @@ def create_app():
               Route("/v1/reload", reload, methods=["POST"]), Route("/healthz", healthz), Route("/readyz", readyz),
               Route("/metrics", metrics_endpoint)]
     routes += open_inference.routes(endpoint, models, ready, batcher, setting)  # the Open Inference Protocol
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app.add_middleware(Limits, concurrency=setting("LIMIT_CONCURRENCY"), body_timeout=setting("BODY_TIMEOUT"))
+    return app

@@ -9,6 +9,7 @@ they differ.
 """
 
 import logging
+import math
 import time
 
 from ..errors import InputError
@@ -26,11 +27,15 @@ def application(settings, fingerprint, replicas=1):
     """The Ray Serve application: ``replicas`` copies of the server app, one CPU each."""
     from ray import serve
 
-    from .app import create_app
+    from .app import DEFAULTS, create_app
 
     env = {**settings, "KEE_SERVE_LOAD_FIRST": "1"}  # started = models loaded (server.create_app's lifespan)
+    # Serve's defaults are 5 requests under way per replica and a queue without end before them;
+    # the app takes --limit-concurrency at once (it micro-batches them), and Serve's proxy queues at
+    # most as many more, then answers 503 itself.
+    limit = int(settings.get("KEE_SERVE_LIMIT_CONCURRENCY") or DEFAULTS["LIMIT_CONCURRENCY"])
 
-    @serve.deployment(name="server", num_replicas=replicas,
+    @serve.deployment(name="server", num_replicas=replicas, max_ongoing_requests=limit, max_queued_requests=limit,
                       ray_actor_options={"num_cpus": 1, "runtime_env": {"env_vars": env}})
     @serve.ingress(create_app)  # built in each replica, after __init__ has checked the store
     class Server:
@@ -40,7 +45,7 @@ def application(settings, fingerprint, replicas=1):
     return Server.bind()
 
 
-def start(settings, fingerprint, replicas, host, port, proxies="EveryNode", timeout_s=START_TIMEOUT_S):
+def start(settings, fingerprint, replicas, host, port, proxies="EveryNode", timeout_s=START_TIMEOUT_S, keep_alive_s=5):
     """Run the application on the connected cluster; return once it answers requests.
 
     That is, once every replica has loaded its models and ``/readyz`` answers 200 through
@@ -63,7 +68,11 @@ def start(settings, fingerprint, replicas, host, port, proxies="EveryNode", time
     # not left to the nodes' (honoured when this call starts Serve, not when Serve already runs).
     report_after = {name: str(UNPLACED_S) for name in ("RAY_SERVE_SLOW_STARTUP_WARNING_S",
                                                        "RAY_SERVE_SLOW_STARTUP_WARNING_PERIOD_S")}
-    serve.start(http_options={"host": host, "port": port}, proxy_location=proxies,
+    # Of the limits the uvicorn server has, Serve's proxy (its own uvicorn) takes only the keep-alive
+    # timeout, in whole seconds; idle or slow connections to it are for a reverse proxy in front
+    # (docs/security.md).
+    keep_alive = max(1, math.ceil(keep_alive_s))
+    serve.start(http_options={"host": host, "port": port, "keep_alive_timeout_s": keep_alive}, proxy_location=proxies,
                 controller_options={"runtime_env": {"env_vars": report_after}})
     serve.run_many([serve.RunTarget(application(settings, fingerprint, replicas), name=APP, route_prefix="/")],
                    wait_for_applications_running=False)
@@ -148,14 +157,15 @@ def wait_until_ready(host, port, token, deadline, poll_seconds=0.5):
         time.sleep(poll_seconds)
 
 
-def serve_until_stopped(settings, fingerprint, address, replicas, host, port, models, timeout_s=START_TIMEOUT_S):
+def serve_until_stopped(settings, fingerprint, address, replicas, host, port, models, timeout_s=START_TIMEOUT_S,
+                        keep_alive_s=5):
     """The command: start Ray (or join ``address``), serve until Ctrl-C, then remove the app."""
     from ray import serve
 
     with connected(address, runtime_env=package_env()):
         try:
             try:
-                start(settings, fingerprint, replicas, host, port, timeout_s=timeout_s)
+                start(settings, fingerprint, replicas, host, port, timeout_s=timeout_s, keep_alive_s=keep_alive_s)
             except Exception as e:
                 raise input_error(e) or e
             print(f"Serving {models} models at http://{host}:{port} with {replicas} replica(s) on Ray; "

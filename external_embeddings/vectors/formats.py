@@ -4,7 +4,9 @@ word2vec binary is read by our own code, not gensim's ``load_word2vec_format``: 
 whole matrix in memory and fails on a damaged file with a bare ``ValueError`` or ``EOFError``,
 while this reader streams pieces of rows to disk and names the row and byte offset of what is
 wrong. A gensim ``KeyedVectors.save`` file is a pickle only gensim can read, so gensim reads it
-(memory-mapped), and its rows are copied out in chunks.
+(memory-mapped), and its rows are copied out in chunks. Loading a pickle runs whatever code the
+file names, so a gensim file is read only when the user asks for that format by name
+(``--format gensim``, ``VECTORS_FORMAT=gensim``), never because its first bytes look like one.
 """
 
 import numpy as np
@@ -28,14 +30,18 @@ def _two_ints(line):
 
 
 def detect_format(path, head):
-    """"text", "word2vec-binary" or "gensim", from the first bytes of the (gunzipped) file.
+    """"text" or "word2vec-binary", from the first bytes of the (gunzipped) file; a pickle is an error.
 
-    A pickle (gensim's ``save``) starts with byte 0x80, which no UTF-8 text does. A word2vec
-    binary file has a ``count dim`` line and then raw float32 bytes after the first word, which
-    are not all the characters a text row's numbers are written with.
+    A pickle (gensim's ``save``) starts with byte 0x80, which no UTF-8 text does. It is refused
+    here rather than read: unpickling runs any code the file holds, and a file named
+    ``crawl-300d-2M.vec`` may be anything. A word2vec binary file has a ``count dim`` line and then
+    raw float32 bytes after the first word, which are not all the characters a text row's numbers
+    are written with.
     """
     if head[:1] == b"\x80":
-        return "gensim"
+        _fail(path, "starts like a pickle (a gensim KeyedVectors.save file), and loading a pickle runs any code "
+              "it holds, so it is not read unless asked for by name",
+              "only if you trust the file, give --format gensim (in the scripts: VECTORS_FORMAT=gensim)")
     first, _, rest = head.partition(b"\n")
     header = _two_ints(first.decode("latin-1"))
     if header and header[1] > 0 and rest:
@@ -129,7 +135,10 @@ def _binary_rows(path, stream, buf, offset, header, lenient):
 
 
 def gensim_pieces(path):
-    """Dimension and the pieces of a file written by gensim's ``KeyedVectors.save`` (or a model's)."""
+    """Dimension and the pieces of a file written by gensim's ``KeyedVectors.save`` (or a model's).
+
+    This unpickles the file, which runs any code it holds: called only for ``format="gensim"``.
+    """
     try:
         from gensim.models import KeyedVectors
     except ImportError:

@@ -1,6 +1,7 @@
 """Read a vectors file of any format into its words and a float32 matrix: the one entry point.
 
-Tells the format from the file's first bytes (or takes the one given), hands the stream to that
+Tells text from word2vec binary by the file's first bytes (or takes the format given; a gensim
+file, a pickle, is read only when given by name, see formats.py), hands the stream to that
 format's reader, and collects the pieces they yield: rows to memory or to a ``.npy`` file,
 duplicates dropped, counts checked against the header.
 """
@@ -47,11 +48,8 @@ def read_vectors(path, lenient=False, progress=True, format="auto", rows_path=No
     rows stream into that ``.npy`` file and the matrix comes back mapped from it, so memory
     stays bounded whatever the file's size; without it they are kept in memory. With ``index``
     the words also come back encoded and hashed for ``write_store`` (``convert`` asks for it).
+    ``format="gensim"`` unpickles the file, which runs any code it holds: only for trusted files.
     """
-
-
-
-
     path = Path(path)
     stream, head = open_stream(path)
     with contextlib.closing(stream):
