@@ -10,6 +10,7 @@ with ``keras.utils.pad_sequences`` because the store must work without importing
 test checks that both agree.
 """
 
+import functools
 from collections import Counter
 
 import numpy as np
@@ -41,6 +42,23 @@ def tokenize(text):
     return [token for token in text.lower().translate(_TO_SPACES).split(" ") if token]
 
 
+def words(text, filters=FILTERS, lower=True, split=" "):
+    """Keras 2's ``text_to_word_sequence`` with any of its settings, step by step as it did.
+
+    Python's ``str.lower`` (full Unicode, "İ" becomes two characters) is what Keras 2 used, so
+    it is used here too. ``split`` must not be empty (``str.split`` refuses it, as Keras 2 did).
+    """
+    if lower:
+        text = text.lower()
+    return [token for token in text.translate(_to_split(filters, split)).split(split) if token]
+
+
+@functools.lru_cache(maxsize=64)
+def _to_split(filters, split):
+    """The translation table that turns each filter character into ``split``, made once per setting."""
+    return str.maketrans({c: split for c in filters})
+
+
 def build_vocabulary(token_lists, max_num_words):
     """Index the ``max_num_words - 1`` most frequent words as 1, 2, ...; 0 is padding and unknown.
 
@@ -55,14 +73,18 @@ def to_ids(tokens, word_index):
     return np.fromiter((word_index[token] for token in tokens if token in word_index), dtype=np.int64)
 
 
-def pad(sequences, length):
-    """Stack id sequences into an ``(N, length)`` int32 array, pre-padded and pre-truncated.
+def pad(sequences, length, padding="pre", truncating="pre"):
+    """Stack id sequences into an ``(N, length)`` int32 array, as ``pad_sequences`` does.
 
-    Pre-truncation keeps the last ``length`` ids, as ``pad_sequences(truncating="pre")`` does.
+    Pre-truncation keeps the last ``length`` ids and post-truncation the first; pre-padding puts
+    the zeros in front and post-padding behind. The scripts' models use "pre" for both.
     """
     out = np.zeros((len(sequences), length), dtype=np.int32)
     for row, ids in zip(out, sequences):
-        kept = ids[-length:]
+        kept = ids[-length:] if truncating == "pre" else ids[:length]
         if len(kept):
-            row[length - len(kept):] = kept
+            if padding == "pre":
+                row[length - len(kept):] = kept
+            else:
+                row[:len(kept)] = kept
     return out
