@@ -13,6 +13,12 @@ and is its own group. Its vectors are inside it, so it needs no store at predict
 not checked against this one (its manifest still names the store it was built from, which
 ``describe`` reports); it must share the tokenizer settings.
 
+Externalized models (``externalize``: an existing model whose Embedding became a mapping into
+this store) bring their own tokenizer as a spec (``text.specs``) and ``rows.npy``. They are
+grouped by tokenizer and mapping: each text is tokenized once per distinct tokenizer and
+mapped to vectors once per distinct mapping; each model then takes its own length and padding
+side from that mapping, and, when it has one, a mask input (ids != 0).
+
 Keras is imported where models are loaded and run, so that the server's parent process can
 check manifests without starting TensorFlow before it spawns its workers.
 """
@@ -24,6 +30,8 @@ import numpy as np
 
 from .text import tokenizer
 from .errors import InputError
+from .models.externalized_folder import (Externalized, check_budget, check_fields, is_externalized,
+                                         read_externalized)
 from .models.model import MANIFEST_FILE, MODEL_FILE, load_model, read_json, read_manifest
 
 BASELINE_INDEX = "word_index.json"
@@ -61,7 +69,9 @@ def check_manifest(manifest, where, store):
                          f"{str(trained.get('fingerprint'))[:12]}, dim {trained.get('dim')}), not with "
                          f"{store.path} (fingerprint {store.fingerprint[:12]}, dim {store.dim})",
                          "open the store it was trained with, or retrain it on this one")
-    if manifest.get("tokenizer") != tokenizer.SETTINGS:
+    if is_externalized(manifest):
+        check_fields(manifest, where)
+    elif manifest.get("tokenizer") != tokenizer.SETTINGS:
         raise InputError(where, "uses other tokenizer settings than this version", "retrain it with this version")
     length, labels = manifest.get("sequence_length"), manifest.get("labels")
     if type(length) is not int or length < 1:
@@ -74,7 +84,9 @@ def check_model(model, manifest, where, dim):
     """Refuse a model whose real input or output shape disagrees with its manifest."""
     length, labels = manifest["sequence_length"], manifest["labels"]
     expected = (length,) if manifest["kind"] == "baseline" else (length, dim)
-    if tuple(model.input_shape[1:]) != expected:
+    if is_externalized(manifest):
+        check_inputs(model, manifest, where, dim)
+    elif tuple(model.input_shape[1:]) != expected:
         raise InputError(where, f"takes inputs of shape {tuple(model.input_shape[1:])}, but its manifest says "
                          f"{manifest['kind']} input of shape {expected}", "re-run the script that wrote it")
     if tuple(model.output_shape[1:]) != (len(labels),):
@@ -82,9 +94,22 @@ def check_model(model, manifest, where, dim):
                          "re-run the script that wrote it")
 
 
+def check_inputs(model, manifest, where, dim):
+    """Refuse an externalized model whose inputs are not "vectors" (L, dim) and, with a mask, "mask" (L,)."""
+    length = manifest["sequence_length"]
+    expected = {"vectors": (length, dim), **({"mask": (length,)} if manifest["mask"] else {})}
+    found = {tensor.name: tuple(tensor.shape[1:]) for tensor in model.inputs}
+    if found != expected:
+        shown = ", ".join(f"{name} {shape}" for name, shape in found.items())
+        wanted = ", ".join(f"{name} {shape}" for name, shape in expected.items())
+        raise InputError(where, f"has a model taking {shown}, but its manifest says {wanted}", "externalize it again")
+
+
 def read_vocabulary(model_dir, manifest):
-    """The words a model knows: None for every word of the store, a set read from its file, or
-    for a baseline its ``{word: id}`` word index."""
+    """The words a model knows: None for every word of the store, a set read from its file, for
+    a baseline its ``{word: id}`` word index, or for an externalized model its ``Externalized``."""
+    if is_externalized(manifest):
+        return read_externalized(model_dir, manifest, Path(model_dir) / MANIFEST_FILE)
     name = manifest.get("vocabulary")
     if manifest["kind"] == "baseline":
         return read_word_index(model_dir, name or BASELINE_INDEX)
@@ -160,9 +185,12 @@ class Predictor:
             self.models[name] = (model, manifest, vocabulary)
         # External models that know the same words share one mapping, made at the longest of
         # their lengths; each baseline maps through its own word index, so it is its own group.
+        # Externalized models with the same tokenizer and the same id -> vector mapping share one.
         self.groups = {}
         for name, (_, manifest, vocabulary) in self.models.items():
             key = ("baseline", name) if manifest["kind"] == "baseline" else vocabulary
+            if isinstance(vocabulary, Externalized):
+                key = ("externalized", vocabulary.tokenizer.sequence_key, vocabulary.mapping_key)
             self.groups.setdefault(key, []).append(name)
 
     def describe(self):
@@ -196,7 +224,9 @@ class Predictor:
 
         ``known_words`` counts the words the model has a vector for: 0 means the answer is the
         one for an empty text. The example's CNN never sees the last position of its input, so
-        a text needs two known words before its own words count at all.
+        a text needs two known words before its own words count at all. For an externalized
+        model it counts the ids of its own input (after its truncation) that are not padding,
+        not its OOV id, and stand for a nonzero vector.
         """
         names = self.check_request(models, top_k)
         texts = iter(texts)
@@ -209,21 +239,21 @@ class Predictor:
 
     def _predict_chunk(self, texts, names, top_k):
         tokenizer.check_texts(texts)
-        tokens = [tokenizer.tokenize(t) for t in texts]
-        words = [word for doc in tokens for word in doc]
         wanted = set(names)
         groups = [(key, [n for n in group if n in wanted]) for key, group in self.groups.items()]
         groups = [(key, group) for key, group in groups if group]
+        # The scripts' tokens only when one of the scripts' models runs.
+        scripts = any(not isinstance(key, tuple) or key[0] == "baseline" for key, _ in groups)
+        tokens = [tokenizer.tokenize(t) for t in texts] if scripts else []
+        words = [word for doc in tokens for word in doc]
         # The store lookup is made once for every external model and vocabulary.
         found = self.store.lookup(words) if any(key is None or isinstance(key, frozenset) for key, _ in groups) else {}
+        sequences = {}  # each distinct tokenizer's ids of these texts, made once
         per_model = {}
         for key, group in groups:
-            inputs, ids = self._group_inputs(key, group, tokens, words, found)
-            known = [int(np.count_nonzero(row)) for row in ids]  # an external model's ids are store rows + 1
+            inputs, known = self._group_inputs(key, group, tokens, words, found, texts, sequences)
             for name, probabilities in self._run_group(group, inputs).items():
-                if name in self._with_vector:  # a baseline's id can be a row of zeros
-                    known = [int(self._with_vector[name][np.asarray(row, dtype=np.intp)].sum()) for row in ids]
-                per_model[name] = (probabilities, self.models[name][1]["labels"], known)
+                per_model[name] = (probabilities, self.models[name][1]["labels"], known[name])
         for i in range(len(texts)):
             result = {}
             for name in names:
@@ -234,18 +264,71 @@ class Predictor:
                     result[name]["top_k"] = top_labels(p[i], labels, top_k)
             yield result
 
-    def _group_inputs(self, key, group, tokens, words, found):
-        """The one input a group of models shares, at the longest of their lengths, and each text's ids."""
+    def _group_inputs(self, key, group, tokens, words, found, texts, sequences):
+        """The one input a group of models shares, at the longest of their lengths, and ``{name:
+        known words per text}``. An externalized group's input is ``{name: its own input}``."""
         import keras
 
+        if isinstance(key, tuple) and key[0] == "externalized":
+            return self._externalized_inputs(group, texts, sequences)
         longest = max(self.models[name][1]["sequence_length"] for name in group)
         if isinstance(key, tuple):  # a baseline: its own word index, int ids into its Embedding
-            ids = [tokenizer.to_ids(doc, self.models[group[0]][2]) for doc in tokens]
-            return tokenizer.pad(ids, longest), ids
+            (name,) = group
+            ids = [tokenizer.to_ids(doc, self.models[name][2]) for doc in tokens]
+            # A baseline's id can be a row of zeros, which is not a known word.
+            known = [int(self._with_vector[name][np.asarray(row, dtype=np.intp)].sum()) for row in ids]
+            return tokenizer.pad(ids, longest), {name: known}
         word_index = found if key is None else {word: found.get(word, 0) for word in dict.fromkeys(words) if word in key}
         ids = [tokenizer.to_ids(doc, word_index) for doc in tokens]
+        known = [int(np.count_nonzero(row)) for row in ids]  # an external model's ids are store rows + 1
         # The one mapping these models share, made a tensor once rather than once per model.
-        return keras.ops.convert_to_tensor(self.store.gather(tokenizer.pad(ids, longest))), ids
+        return keras.ops.convert_to_tensor(self.store.gather(tokenizer.pad(ids, longest))), dict.fromkeys(group, known)
+
+    def _externalized_inputs(self, group, texts, sequences):
+        """Externalized models of one tokenizer and one mapping: each text is tokenized once (shared
+        with other groups of the same tokenizer through ``sequences``) and each distinct id is
+        mapped to its vector once; each model's input is then laid out at its own length and sides.
+
+        Models padded and truncated on the same side share one layout at their longest length and
+        take its head ("post") or tail ("pre"); a model with mixed sides has a layout of its own.
+        """
+        import keras
+
+        first = self.models[group[0]][2]
+        seqs = sequences.get(first.tokenizer.sequence_key)
+        if seqs is None:
+            seqs = sequences[first.tokenizer.sequence_key] = first.tokenizer.sequences(texts)
+        layouts = {}
+        for name in group:
+            tok = self.models[name][2].tokenizer
+            layout = (tok.padding, tok.truncating) if tok.padding == tok.truncating else (tok.padding, tok.truncating,
+                                                                                            tok.length)
+            layouts[layout] = max(layouts.get(layout, 0), tok.length)
+        padded = {layout: tokenizer.pad(seqs, length, *layout[:2]) for layout, length in layouts.items()}
+        for ids in padded.values():
+            check_budget(self.store, ids.shape)
+        distinct = np.unique(np.concatenate([ids.ravel() for ids in padded.values()]))
+        table = first.table(self.store, distinct)  # the one mapping of this group
+        has_vector = np.any(table != 0, axis=1)
+        laid_out = {}
+        for layout, ids in padded.items():
+            at = np.searchsorted(distinct, ids)
+            laid_out[layout] = (ids, keras.ops.convert_to_tensor(np.take(table, at, axis=0)),
+                                keras.ops.convert_to_tensor(ids != 0), has_vector[at])
+        inputs, known = {}, {}
+        for name in group:
+            external = self.models[name][2]
+            tok = external.tokenizer
+            layout = (tok.padding, tok.truncating) if tok.padding == tok.truncating else (tok.padding, tok.truncating,
+                                                                                            tok.length)
+            ids, vectors, mask, with_vector = laid_out[layout]
+            if ids.shape[1] != tok.length:  # the head or the tail of a longer layout is exactly this one
+                cut = slice(None, tok.length) if tok.padding == "post" else slice(-tok.length, None)
+                ids, vectors, mask, with_vector = ids[:, cut], vectors[:, cut], mask[:, cut], with_vector[:, cut]
+            inputs[name] = {"vectors": vectors, "mask": mask} if external.mask else vectors
+            counted = with_vector & (ids != 0) & (ids != (-1 if tok.oov_id is None else tok.oov_id))
+            known[name] = counted.sum(axis=1).tolist()
+        return inputs, known
 
     def _run_group(self, group, inputs):
         """``{name: probabilities}`` of each model of a group on the group's shared input.
@@ -255,11 +338,17 @@ class Predictor:
         """
         import keras
 
-        longest = inputs.shape[1]
         out = {}
         for name in group:
             model, manifest, _ = self.models[name]
-            length = manifest["sequence_length"]
-            x = inputs if length == longest else inputs[:, -length:]
+            x = self._model_input(name, inputs)
             out[name] = keras.ops.convert_to_numpy(model.predict_on_batch(x))
         return out
+
+    def _model_input(self, name, inputs):
+        """A model's own input from its group's: the tail of the shared input at its length, or for an
+        externalized model its entry (its vectors, or ``{"vectors", "mask"}`` for a model with a mask)."""
+        if isinstance(inputs, dict):
+            return inputs[name]
+        length = self.models[name][1]["sequence_length"]
+        return inputs if length == inputs.shape[1] else inputs[:, -length:]
