@@ -264,3 +264,39 @@ def test_a_float16_store_is_refused_at_the_check_when_it_moves_predictions(store
         assert "max difference" in out
         np.testing.assert_allclose(predictor_probabilities(EmbeddingStore.open(half), work / "kio16", TEXTS),
                                    keras_io_predictions(keras_io, TEXTS), atol=1e-5)
+
+
+def test_a_script_model_a_keras_io_model_and_a_keras2_model_served_at_once(served, keras_io, keras2_lstm, work):
+    """One server, one store: each model answers over HTTP what its own original answers.
+
+    The originals were filled from the exact vectors; the served store was converted from a
+    text file of 6 decimals, so their rows match it within the tolerance, and the check proves
+    that the predictions still do."""
+    import shutil
+
+    import httpx
+    from test_server import serve, stop
+
+    from external_embeddings.models.externalize import externalize as run
+
+    script_work, store = served
+    models = work / "served_models"
+    shutil.copytree(script_work / "models" / "a", models / "script")
+    run(keras_io, store, models / "keras_io")
+    run(keras2_lstm[0], store, models / "keras2", tokenizer=keras2_lstm[1], maxlen=15)
+    script = next(iter(Predictor(store, models / "script").predict(TEXTS[:1])[0]))
+    expected = {f"script/{script}": [r[script]["probabilities"] for r in Predictor(store, models / "script").predict(TEXTS)],
+                "keras_io": keras_io_predictions(keras_io, TEXTS), "keras2": keras2_predictions(*keras2_lstm, TEXTS, 15)}
+    proc, url, ready = serve(store, models)
+    try:
+        assert "Serving 3 models" in ready
+        results = httpx.post(f"{url}/v1/predict", json={"texts": TEXTS, "top_k": 3}, timeout=120).json()["results"]
+    finally:
+        stop(proc)
+    assert len(results) == len(TEXTS)
+    for name, want in expected.items():
+        for i, result in enumerate(results):
+            got = {t["label"]: t["probability"] for t in result["models"][name]["top_k"]}  # every label: 3 of 3
+            want_i = want[i] if isinstance(want[i], dict) else {str(j): p for j, p in enumerate(want[i])}
+            assert got.keys() == want_i.keys()
+            np.testing.assert_allclose([got[k] for k in want_i], list(want_i.values()), atol=1e-5)
