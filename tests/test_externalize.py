@@ -300,3 +300,25 @@ def test_a_script_model_a_keras_io_model_and_a_keras2_model_served_at_once(serve
             want_i = want[i] if isinstance(want[i], dict) else {str(j): p for j, p in enumerate(want[i])}
             assert got.keys() == want_i.keys()
             np.testing.assert_allclose([got[k] for k in want_i], list(want_i.values()), atol=1e-5)
+
+
+def test_benchmark_rows_state_each_goal():
+    """bench_externalize's table: disk and memory against 90% of the embeddings, speed, equality."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_externalize
+
+    mb = 1e6
+    figures = {"models": 8, "texts": 512, "workers": 2, "embedding_bytes": 32 * mb, "original_bytes": 49 * mb,
+               "external_bytes": 10 * mb, "store_bytes": 93 * mb, "max_diff": 0.0, "externalize_seconds": [20, 30],
+               "pss_growth": {"original": 294 * mb, "external": 262 * mb},
+               "seconds": {"original": [2.0, 3.0, 2.5], "external": [2.4, 2.6, 2.5]}}
+    disk, disk_with_store, memory, speed, same, seconds = bench_externalize.rows(figures)
+    assert disk["verdict"] == "met" and "saved 39.00 MB = 122%" in disk["note"]
+    assert disk_with_store["verdict"] == "n/a" and "from 19 models" in disk_with_store["note"]
+    assert memory["verdict"] == "MISSED" and "= 50%" in memory["note"]
+    assert speed["verdict"] == "met" and speed["ratio"] == "1.00x"
+    assert same["verdict"] == "met" and seconds["external"] == "25.0 s"
