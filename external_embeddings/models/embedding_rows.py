@@ -59,7 +59,12 @@ def match_rows(matrix, words, store):
     for start in range(0, len(needed), _CHUNK):
         ids = needed[start:start + _CHUNK]
         store_ids = np.array([found.get(named[i], 0) for i in ids], dtype=np.int64)
-        diff = np.abs(matrix[ids] - store.gather(store_ids)).max(axis=1)
+        # Gathered in store order: the rows are read from the mapped file front to back, which the
+        # kernel's read-ahead serves, where vocabulary order jumps around the file page by page.
+        order = np.argsort(store_ids, kind="stable")
+        vectors = np.empty((len(ids), matrix.shape[1]), dtype=np.float32)
+        vectors[order] = store.gather(store_ids[order])
+        diff = np.abs(matrix[ids] - vectors).max(axis=1)
         same = (store_ids > 0) & (diff <= store_tolerance(store, matrix[ids]))
         rows[ids[same]] = store_ids[same]
         if same.any():
