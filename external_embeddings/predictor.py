@@ -158,6 +158,12 @@ def embedding_matrix(model):
     return keras.ops.convert_to_numpy(layer.embeddings)
 
 
+def _layout(tok):
+    """Which padded layout a tokenizer's ids share: with padding and truncation on one side, a
+    shorter length is the head ("post") or tail ("pre") of a longer one; with mixed sides it is not."""
+    return (tok.padding, tok.truncating) if tok.padding == tok.truncating else (tok.padding, tok.truncating, tok.length)
+
+
 def top_labels(probabilities, labels, k):
     """The ``k`` most probable labels, best first, as ``[{"label", "probability"}]``."""
     best = np.argsort(-probabilities, kind="stable")[:k]
@@ -301,9 +307,7 @@ class Predictor:
         layouts = {}
         for name in group:
             tok = self.models[name][2].tokenizer
-            layout = (tok.padding, tok.truncating) if tok.padding == tok.truncating else (tok.padding, tok.truncating,
-                                                                                            tok.length)
-            layouts[layout] = max(layouts.get(layout, 0), tok.length)
+            layouts[_layout(tok)] = max(layouts.get(_layout(tok), 0), tok.length)
         padded = {layout: tokenizer.pad(seqs, length, *layout[:2]) for layout, length in layouts.items()}
         for ids in padded.values():
             check_budget(self.store, ids.shape)
@@ -319,9 +323,7 @@ class Predictor:
         for name in group:
             external = self.models[name][2]
             tok = external.tokenizer
-            layout = (tok.padding, tok.truncating) if tok.padding == tok.truncating else (tok.padding, tok.truncating,
-                                                                                            tok.length)
-            ids, vectors, mask, with_vector = laid_out[layout]
+            ids, vectors, mask, with_vector = laid_out[_layout(tok)]
             if ids.shape[1] != tok.length:  # the head or the tail of a longer layout is exactly this one
                 cut = slice(None, tok.length) if tok.padding == "post" else slice(-tok.length, None)
                 ids, vectors, mask, with_vector = ids[:, cut], vectors[:, cut], mask[:, cut], with_vector[:, cut]

@@ -94,23 +94,29 @@ def mixed(served, tmp_path_factory):
     rows = [0, 0] + [int(store.ids([w])[0]) for w in vocabulary[2:]] + [0, 0]  # an Embedding wider than the vocabulary
     kept = {1: rng.normal(0, 1, store.dim).astype(np.float32),  # a trained OOV vector, kept
             vocabulary.index("zorblax"): rng.normal(0, 1, store.dim).astype(np.float32)}
-    for name, length, mask, kind in (("tv_mask", 12, True, "avg"), ("tv_short", 7, False, "conv")):
+    # tv_other: the same tokenizer, another mapping (its "orbit" row points at "moon"): tokenized once, mapped apart.
+    other_rows = list(rows)
+    other_rows[vocabulary.index("orbit")] = int(store.ids(["moon"])[0])
+    for name, length, mask, kind, model_rows in (("tv_mask", 12, True, "avg", rows), ("tv_short", 7, False, "conv", rows),
+                                                 ("tv_other", 10, False, "conv", other_rows)):
         tv = keras.layers.TextVectorization(standardize="lower_and_strip_punctuation", output_sequence_length=length,
                                             vocabulary=vocabulary[2:])
         text_input = keras.Input((1,), dtype="string")
-        original, external = build(store, keras.Input((length,), dtype="int32"), length, rows, kept, mask, kind,
-                                   seed=len(name))
+        original, external = build(store, keras.Input((length,), dtype="int32"), length, model_rows, kept, mask,
+                                   kind, seed=len(name))
         end_to_end = keras.Model(text_input, original(tv(text_input)))
         originals[name] = lambda texts, m=end_to_end: keras.ops.convert_to_numpy(
             m.predict_on_batch(np.array(texts, dtype=object)[:, None]))
-        save(root / name, external, {**spec, "output_sequence_length": length}, vocabulary, store, rows, kept, mask)
+        save(root / name, external, {**spec, "output_sequence_length": length}, vocabulary, store, model_rows, kept,
+             mask)
 
     # A Keras 2 Tokenizer with an OOV token and num_words, with pad_sequences: one model pre/pre, one mixed.
     tokenizer = Tokenizer(num_words=20, oov_token="<OOV>")
     tokenizer.fit_on_texts([" ".join(STORE_WORDS[5:] + OTHER_WORDS[:2])])
     rows = [0] + [int(store.ids([tokenizer.index_word[i]])[0]) for i in range(1, 20)]
     kept = {1: rng.normal(0, 1, store.dim).astype(np.float32)}
-    for name, length, sides, mask in (("k2_pre", 9, {}, False), ("k2_mixed", 6, {"padding": "post"}, True)):
+    for name, length, sides, mask in (("k2_pre", 9, {}, False), ("k2_pre_short", 5, {}, False),
+                                      ("k2_mixed", 6, {"padding": "post"}, True)):
         spec, word_index = specs.spec_from_keras2_json(tokenizer.to_json(), "tokenizer.json", length, **sides)
         original, external = build(store, keras.Input((length,), dtype="int32"), length, rows, kept, mask,
                                    "lstm" if mask else "conv", seed=len(name))
@@ -128,7 +134,8 @@ def test_externalized_models_answer_as_their_originals_beside_the_scripts_models
                                      "baseline/pretrained_word_embeddings", *originals}
     # One group per tokenizer and mapping: the two TextVectorization models, the two Keras 2 ones.
     grouped = sorted(sorted(group) for group in predictor.groups.values())
-    assert ["k2_mixed", "k2_pre"] in grouped and ["tv_mask", "tv_short"] in grouped
+    assert ["k2_mixed", "k2_pre", "k2_pre_short"] in grouped and ["tv_mask", "tv_short"] in grouped
+    assert ["tv_other"] in grouped
     texts = sample_texts()
     calls = {"tv": 0, "k2": 0, "gather": []}
     for cls, kind in ((TextVectorizationTokenizer, "tv"), (Keras2Tokenizer, "k2")):
@@ -139,7 +146,7 @@ def test_externalized_models_answer_as_their_originals_beside_the_scripts_models
     results = predictor.predict(texts)
     chunks = -(-len(texts) // 256)
     assert calls["tv"] == calls["k2"] == chunks  # each text tokenized once per distinct tokenizer
-    assert len(calls["gather"]) == 3 * chunks  # and mapped once per mapping: scripts' external, tv, k2
+    assert len(calls["gather"]) == 4 * chunks  # and mapped once per mapping: scripts' external, tv, tv_other, k2
     monkeypatch.undo()
     for name, original in originals.items():
         expected = original(texts)
@@ -159,12 +166,12 @@ def test_known_words_of_externalized_models(mixed):
     long_text = " ".join(["shuttle"] * 20)
     empty, unknown, words, long_one = predictor.predict(["", "quuxify naïve! nowhere", "Shuttle, planet; zorblax",
                                                          long_text])
+    names = ("tv_mask", "tv_short", "k2_pre", "k2_pre_short", "k2_mixed")
     for result in (empty, unknown):
-        assert {name: result[name]["known_words"] for name in ("tv_mask", "tv_short", "k2_pre", "k2_mixed")} == \
-            dict.fromkeys(("tv_mask", "tv_short", "k2_pre", "k2_mixed"), 0)
+        assert [result[name]["known_words"] for name in names] == [0] * 5
     # zorblax has a kept vector in the TextVectorization models (not in the store) and is OOV in Keras 2's.
-    assert [words[n]["known_words"] for n in ("tv_mask", "tv_short", "k2_pre", "k2_mixed")] == [3, 3, 2, 2]
-    assert [long_one[n]["known_words"] for n in ("tv_mask", "tv_short", "k2_pre", "k2_mixed")] == [12, 7, 9, 6]
+    assert [words[n]["known_words"] for n in names] == [3, 3, 2, 2, 2]
+    assert [long_one[n]["known_words"] for n in names] == [12, 7, 9, 5, 6]  # within each model's own length
 
 
 def _copy_and_change(root, tmp_path, name, change):
@@ -217,3 +224,14 @@ def test_the_predict_command_checks_externalized_folders_without_tensorflow(mixe
                          cwd=ROOT)
     assert good.stdout.splitlines() == ["False"], good.stderr
     assert "rows.npy: holds store ids outside" in bad.stdout and bad.stdout.splitlines()[-1] == "False"
+
+
+def test_an_externalized_group_keeps_to_the_stores_memory_budget(mixed):
+    from external_embeddings import EmbeddingStore, MemoryBudgetError
+
+    root, store, _ = mixed
+    small = EmbeddingStore.open(store.path, max_bytes=4 * 12 * store.dim * 3)  # three texts of 12 vectors
+    predictor = Predictor(small, root / "tv_mask")
+    assert len(predictor.predict(["orbit"] * 3)) == 3
+    with pytest.raises(MemoryBudgetError, match=r"refusing to build a \(4, 12, 8\) float32 array"):
+        predictor.predict(["orbit"] * 4)

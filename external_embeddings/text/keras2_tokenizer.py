@@ -46,7 +46,8 @@ class Keras2Tokenizer:
 
     kind = KIND
 
-    def __init__(self, spec, word_index, where="tokenizer"):
+    def __init__(self, spec, word_index, where="tokenizer", source=None):
+        """``where`` names the spec's place (a manifest) in errors, ``source`` the word index's file."""
         fix = "re-export the tokenizer with tokenizer.to_json()"
         if spec.get("char_level") is not False:
             raise InputError(where, f"has char_level={spec.get('char_level')!r} (only False, words, is supported)", fix)
@@ -64,7 +65,7 @@ class Keras2Tokenizer:
         self.padding = spec_files.side(spec.get("padding"), where, "padding")
         self.truncating = spec_files.side(spec.get("truncating"), where, "truncating")
         if not isinstance(word_index, dict) or not all(type(i) is int and i >= 1 for i in word_index.values()):
-            raise InputError(where, "has a word_index that is not a {word: id >= 1} dict", fix)
+            raise InputError(source or where, "has a word_index that is not a {word: id >= 1} dict", fix)
         self.oov_id = word_index.get(self.oov_token) if self.oov_token is not None else None
         if self.oov_token is not None and self.oov_id is None:
             # Keras 2 would put None among the ids of every text with an unknown word.

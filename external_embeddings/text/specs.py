@@ -46,7 +46,7 @@ def load_tokenizer(model_dir, spec, where=None):
     where = where or Path(model_dir) / "manifest.json"
     field, make = _kind(spec, where)
     value, path = spec_files.read(model_dir, spec_files.file_name(spec, field, where))
-    return make(spec, value, path)
+    return make(spec, value, where, path)
 
 
 def write_spec_files(model_dir, spec, vocabulary):

@@ -102,14 +102,15 @@ class TextVectorizationTokenizer:
 
     kind, padding, truncating, oov_id = KIND, "post", "post", OOV_ID
 
-    def __init__(self, spec, vocabulary, where="tokenizer"):
+    def __init__(self, spec, vocabulary, where="tokenizer", source=None):
+        """``where`` names the spec's place (a manifest) in errors, ``source`` the vocabulary's file."""
         if spec.get("split") != "whitespace":
             raise InputError(where, f"has a tokenizer split of {spec.get('split')!r}", "only 'whitespace' is supported")
         if spec.get("standardize") not in STANDARDIZE:
             raise InputError(where, f"has a tokenizer standardize of {spec.get('standardize')!r}",
                              "use one of " + ", ".join(map(repr, STANDARDIZE)))
         self.length = spec_files.whole_number(spec.get("output_sequence_length"), where, "output_sequence_length")
-        check_vocabulary(vocabulary, where)
+        check_vocabulary(vocabulary, source or where)
         self.standardize = spec["standardize"]
         self._lower = self.standardize in ("lower", "lower_and_strip_punctuation")
         self._strip = self.standardize in ("strip_punctuation", "lower_and_strip_punctuation")
