@@ -322,3 +322,30 @@ def test_benchmark_rows_state_each_goal():
     assert memory["verdict"] == "MISSED" and "= 50%" in memory["note"]
     assert speed["verdict"] == "met" and speed["ratio"] == "1.00x"
     assert same["verdict"] == "met" and seconds["external"] == "25.0 s"
+
+
+def test_a_keras3_sequential_with_a_bidirectional_rnn_and_one_sigmoid(store, keras2_lstm, work, capsys):
+    """A Keras 3 Sequential on token ids (Embedding with mask_zero, Bidirectional GRU, one sigmoid
+    output) with a Keras 2 tokenizer: the wrapper and the mask survive the rebuild."""
+    import keras
+    import tf_keras
+
+    from externalize_models import embedding_matrix
+
+    _, tokenizer_file = keras2_lstm
+    word_index = json.loads(json.loads(tokenizer_file.read_text())["config"]["word_index"])
+    matrix = embedding_matrix(((i, w) for w, i in word_index.items()), len(word_index) + 1)
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential([keras.Input((15,), dtype="int32"),
+                              keras.layers.Embedding(len(matrix), DIM, mask_zero=True, trainable=False),
+                              keras.layers.Bidirectional(keras.layers.GRU(6)),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.layers[0].set_weights([matrix])
+    model.save(work / "sequential.keras")
+    out = externalize(capsys, work / "sequential.keras", "--store", store.path, "--output", work / "sequential_ext",
+                      "--tokenizer", tokenizer_file, "--maxlen", 15)
+    assert "max difference" in out
+    tokenizer = tf_keras.preprocessing.text.tokenizer_from_json(tokenizer_file.read_text())
+    ids = tf_keras.utils.pad_sequences(tokenizer.texts_to_sequences(TEXTS), maxlen=15)
+    expected = np.asarray(keras.saving.load_model(work / "sequential.keras").predict(ids, verbose=0), dtype=np.float64)
+    np.testing.assert_allclose(predictor_probabilities(store, work / "sequential_ext", TEXTS), expected, atol=1e-5)
