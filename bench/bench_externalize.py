@@ -17,7 +17,10 @@ Each is externalized with the command line. Then, side by side in one run:
 - throughput: both sides on the same held-out texts, alternating, and their probabilities
   compared (goal: within 1e-5).
 
-Run: nice -n 10 python bench/bench_externalize.py [--quick] [--json FILE]
+With ``--shared-vocabulary`` every TextVectorization is adapted on the same 2,000 posts (each
+model still trains on its own labels), so the Predictor tokenizes and maps each text once for all.
+
+Run: nice -n 10 python bench/bench_externalize.py [--quick] [--shared-vocabulary] [--json FILE]
 """
 
 import json
@@ -47,8 +50,11 @@ def split(corpus, count, texts):
     return order[:-texts][:count], [corpus.texts[i] for i in order[-texts:]]
 
 
-def make_original(i, corpus, train_ids, store, path):
-    """Model i: keras-io's example on its own label subset and seed, trained one epoch; saved as .keras."""
+def make_original(i, corpus, train_ids, store, path, shared_vocabulary=False):
+    """Model i: keras-io's example on its own label subset and seed, trained one epoch; saved as .keras.
+
+    Its TextVectorization is adapted on its own training texts, or with ``shared_vocabulary`` on
+    all of them, as teams that share one corpus and train on different labels would."""
     import keras
 
     keras.utils.set_random_seed(1000 + i)
@@ -58,7 +64,7 @@ def make_original(i, corpus, train_ids, store, path):
     texts = [corpus.texts[j] for j in chosen]
     y = np.array([labels.index(int(corpus.labels[j])) for j in chosen])
     vectorizer = keras.layers.TextVectorization(max_tokens=MAX_TOKENS, output_sequence_length=LENGTH)
-    vectorizer.adapt(texts)
+    vectorizer.adapt([corpus.texts[j] for j in train_ids] if shared_vocabulary else texts)
     voc = vectorizer.get_vocabulary()
     num_tokens = len(voc) + 2
     found = store.lookup(voc)  # keras-io: embeddings_index.get(word), zeros when missing
@@ -87,9 +93,9 @@ def make_original(i, corpus, train_ids, store, path):
     return [corpus.label_names[j] for j in labels], int(matrix.nbytes)
 
 
-def originals(store, corpus, count, docs, texts):
+def originals(store, corpus, count, docs, texts, shared_vocabulary=False):
     """The original .keras files (made once per size), their label names and embedding bytes."""
-    folder = WORK / f"originals-{count}-{docs}"
+    folder = WORK / f"originals-{count}-{docs}{'-shared' if shared_vocabulary else ''}"
     info_file = folder / "info.json"
     if not info_file.exists():
         common.fresh_dir(folder)
@@ -97,7 +103,8 @@ def originals(store, corpus, count, docs, texts):
         info = {}
         for i in range(count):
             started = time.perf_counter()
-            labels, embedding = make_original(i, corpus, train_ids, store, folder / f"model{i}.keras")
+            labels, embedding = make_original(i, corpus, train_ids, store, folder / f"model{i}.keras",
+                                              shared_vocabulary)
             info[f"model{i}"] = {"labels": labels, "embedding_bytes": embedding}
             print(f"  original model{i}: {time.perf_counter() - started:,.0f} s", flush=True)
         info_file.write_text(json.dumps(info, indent=1))
@@ -218,13 +225,15 @@ def serve_sides(folders, store_path, texts_file, workers, repeats):
 
 
 def main(argv=None):
-    args = common.parse_args(__doc__.splitlines()[0], argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    shared = "--shared-vocabulary" in argv  # all 8 adapted on the same texts: one tokenizer serves them
+    args = common.parse_args(__doc__.splitlines()[0], [a for a in argv if a != "--shared-vocabulary"])
     size = sizes(args.quick)
     corpus = common.load_texts()
     if corpus is None:
         raise SystemExit(f"needs the 20 Newsgroups train split at {common.TRAIN_TAR}")
     store = common.glove_store()
-    folder, info = originals(store, corpus, size["models"], size["docs"], size["texts"])
+    folder, info = originals(store, corpus, size["models"], size["docs"], size["texts"], shared)
     externalized, seconds = externalize_all(store, folder, info)
     _, held_out = split(corpus, size["docs"], size["texts"])
     texts_file = folder / "texts.json"
@@ -236,13 +245,14 @@ def main(argv=None):
     original, external = np.load(folder / "original.npz"), np.load(folder / "external.npz")
     max_diff = max(float(np.abs(original[n] - external[n]).max()) for n in info)
     embedding = sum(entry["embedding_bytes"] for entry in info.values())
-    figures = {"models": len(info), "docs": size["docs"], "texts": len(held_out), "workers": size["workers"],
+    figures = {"models": len(info), "docs": size["docs"], "shared_vocabulary": shared, "texts": len(held_out), "workers": size["workers"],
                "repeats": size["repeats"], "embedding_bytes": embedding,
                "original_bytes": sum((folder / f"{n}.keras").stat().st_size for n in info),
                "external_bytes": common.dir_bytes(externalized), "store_bytes": common.dir_bytes(store_path),
                "pss_growth": growth, "seconds": times, "externalize_seconds": seconds, "max_diff": max_diff}
     figures["rows"] = rows(figures)
-    common.print_rows(f"{len(info)} keras-io models, original vs externalized ({size['workers']} worker(s) a side, "
+    common.print_rows(f"{len(info)} keras-io models{' sharing one vocabulary' if shared else ''}, original vs "
+                      f"externalized ({size['workers']} worker(s) a side, "
                       f"{len(held_out)} texts, medians of {size['repeats']})", figures["rows"])
     return common.save_json(args, figures)
 
