@@ -3,7 +3,7 @@
 - ``keras_io_model``: the keras-io "pretrained word embeddings" example: a TextVectorization
   adapted on the texts, a frozen Embedding(len(vocabulary) + 2, dim) filled from the vectors with
   zero rows for words they lack, a small CNN, and the end-to-end model that takes raw strings.
-- ``keras2_lstm_model``: a tf.keras (Keras 2) model as the older blog post made it: a
+- ``keras2_models``: tf.keras (Keras 2) model as the older blog post made it: a
   ``Tokenizer`` fitted on the texts and saved with ``to_json``, an Embedding with
   ``mask_zero=True`` filled the same way, an LSTM (or GRU), saved as ``.h5``.
 
@@ -75,45 +75,49 @@ import json, sys
 import numpy as np
 import tf_keras as keras
 from tf_keras.preprocessing.text import Tokenizer
-spec = json.loads(sys.argv[1])
-keras.utils.set_random_seed(spec["seed"])
-tokenizer = Tokenizer(num_words=spec["num_words"], oov_token=spec["oov_token"])
-tokenizer.fit_on_texts(spec["texts"])
-open(spec["tokenizer"], "w").write(tokenizer.to_json())
-rows = min(spec["num_words"] or 10**9, len(tokenizer.word_index) + 1)
-matrix = np.zeros((rows, spec["dim"]), dtype="float32")
-for word, i in tokenizer.word_index.items():
-    if i < rows and word in spec["vectors"]:
-        matrix[i] = spec["vectors"][word]
-if spec["padding_row"]:
-    matrix[0] = 0.25
-rnn = {"LSTM": keras.layers.LSTM, "GRU": keras.layers.GRU}[spec["rnn"]]
-model = keras.Sequential([
-    keras.layers.Embedding(rows, spec["dim"], weights=[matrix], input_length=spec["maxlen"], trainable=False,
-                           mask_zero=spec["mask_zero"]),
-    rnn(12),
-    keras.layers.Dense(spec["labels"], activation=spec["activation"]),
-])
-model.compile(loss="sparse_categorical_crossentropy", optimizer="rmsprop")
-model.save(spec["model"])
+for spec in json.loads(sys.argv[1]):
+    keras.utils.set_random_seed(spec["seed"])
+    tokenizer = Tokenizer(num_words=spec["num_words"], oov_token=spec["oov_token"])
+    tokenizer.fit_on_texts(spec["texts"])
+    open(spec["tokenizer"], "w").write(tokenizer.to_json())
+    rows = min(spec["num_words"] or 10**9, len(tokenizer.word_index) + 1)
+    matrix = np.zeros((rows, spec["dim"]), dtype="float32")
+    for word, i in tokenizer.word_index.items():
+        if i < rows and word in spec["vectors"]:
+            matrix[i] = spec["vectors"][word]
+    if spec["padding_row"]:
+        matrix[0] = 0.25
+    rnn = {"LSTM": keras.layers.LSTM, "GRU": keras.layers.GRU}[spec["rnn"]]
+    model = keras.Sequential([
+        keras.layers.Embedding(rows, spec["dim"], weights=[matrix], input_length=spec["maxlen"], trainable=False,
+                               mask_zero=spec["mask_zero"]),
+        rnn(12),
+        keras.layers.Dense(spec["labels"], activation=spec["activation"]),
+    ])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="rmsprop")
+    model.save(spec["model"])
 '''
 
 
-def keras2_lstm_model(folder, rnn="LSTM", maxlen=15, num_words=None, oov_token=None, mask_zero=True,
-                      labels=3, seed=0, padding_row=False, activation="softmax", vectors=None):
-    """A tf.keras Sequential saved as model.h5 beside tokenizer.json, made by tf-keras in a subprocess
-    (as its author's own Keras 2 would); returns (model path, tokenizer path)."""
-    import subprocess
-    import sys
-
+def keras2_spec(folder, rnn="LSTM", maxlen=15, num_words=None, oov_token=None, mask_zero=True, labels=3, seed=0,
+                padding_row=False, activation="softmax", vectors=None):
+    """What keras2_models builds into ``folder``: model.h5 and tokenizer.json."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vectors = dict(vector_rows()) if vectors is None else vectors
-    spec = {"seed": seed, "num_words": num_words, "oov_token": oov_token, "texts": corpus(), "dim": DIM,
+    return {"seed": seed, "num_words": num_words, "oov_token": oov_token, "texts": corpus(), "dim": DIM,
             "vectors": {w: [float(x) for x in np.asarray(v, dtype=np.float32)] for w, v in vectors.items()},
             "maxlen": maxlen, "mask_zero": mask_zero, "rnn": rnn, "labels": labels, "padding_row": padding_row,
             "activation": activation, "tokenizer": str(folder / "tokenizer.json"), "model": str(folder / "model.h5")}
-    done = subprocess.run([sys.executable, "-c", KERAS2_SCRIPT, json.dumps(spec)], capture_output=True, text=True,
+
+
+def keras2_models(*specs):
+    """tf.keras Sequentials saved as model.h5 beside tokenizer.json, made by tf-keras in one subprocess
+    (as their authors' own Keras 2 would); returns [(model path, tokenizer path)] in order."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", KERAS2_SCRIPT, json.dumps(specs)], capture_output=True, text=True,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-3000:]
-    return folder / "model.h5", folder / "tokenizer.json"
+    return [(Path(spec["model"]), Path(spec["tokenizer"])) for spec in specs]

@@ -11,7 +11,7 @@ from conftest import DIM
 from external_embeddings.cli import main
 from external_embeddings.predictor import Predictor
 from external_embeddings.store import EmbeddingStore, write_store
-from externalize_models import NO_VECTOR, WORDS, corpus, keras2_lstm_model, keras_io_model
+from externalize_models import NO_VECTOR, WORDS, corpus, keras2_models, keras2_spec, keras_io_model
 
 # Words with zero rows (NO_VECTOR) in masked and unmasked places, unknown words, empty texts and
 # texts longer than every sequence length, with capitals and punctuation.
@@ -62,8 +62,17 @@ def keras_io(work):
 
 
 @pytest.fixture(scope="module")
-def keras2_lstm(work):
-    return keras2_lstm_model(work / "lstm", rnn="LSTM", maxlen=15)
+def keras2_originals(work):
+    """The LSTM (pre padding) and the GRU (post padding, 30 words, an OOV token, a padding row that
+    is not zero), made by tf-keras in one subprocess."""
+    return keras2_models(keras2_spec(work / "lstm", rnn="LSTM", maxlen=15),
+                         keras2_spec(work / "gru", rnn="GRU", maxlen=12, num_words=30, oov_token="<OOV>",
+                                     padding_row=True))
+
+
+@pytest.fixture(scope="module")
+def keras2_lstm(keras2_originals):
+    return keras2_originals[0]
 
 
 def test_keras_io_model_predicts_as_before(store, keras_io, work, capsys):
@@ -115,10 +124,9 @@ def test_the_mask_comes_from_the_ids_not_from_zero_vectors(store, keras2_lstm, l
     assert np.abs(by_ids - by_vectors).max() > 1e-3
 
 
-def test_keras2_gru_post_padding_with_a_kept_padding_row(store, work, capsys):
+def test_keras2_gru_post_padding_with_a_kept_padding_row(store, keras2_originals, work, capsys):
     """Post padding and truncation; a padding row that is not zero differs from any store: kept."""
-    model, tokenizer = keras2_lstm_model(work / "gru", rnn="GRU", maxlen=12, num_words=30, oov_token="<OOV>",
-                                         padding_row=True)
+    model, tokenizer = keras2_originals[1]
     args = [model, "--store", store.path, "--tokenizer", tokenizer, "--maxlen", 12, "--padding", "post",
             "--truncating", "post"]
     with pytest.raises(SystemExit):
