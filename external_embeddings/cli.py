@@ -252,8 +252,8 @@ def main(argv=None):
     externalize.add_argument("--tokenizer", help="for a model that takes token ids: the Keras 2 Tokenizer.to_json() "
                              "file it was trained with")
     externalize.add_argument("--maxlen", type=int, help="with --tokenizer: pad_sequences' maxlen")
-    externalize.add_argument("--padding", choices=["pre", "post"], default="pre", help="with --tokenizer")
-    externalize.add_argument("--truncating", choices=["pre", "post"], default="pre", help="with --tokenizer")
+    externalize.add_argument("--padding", choices=["pre", "post"], help="with --tokenizer (default: pre)")
+    externalize.add_argument("--truncating", choices=["pre", "post"], help="with --tokenizer (default: pre)")
     externalize.add_argument("--labels", help="the label names, one a line, in the order of the model's outputs "
                              "(default: 0..N-1)")
     externalize.add_argument("--keep-rows", action="store_true", help="keep the Embedding rows that differ from "

@@ -219,6 +219,8 @@ def _bad_models(work, store, keras2_lstm):
                                               "char_level")
     cases["wrong_maxlen"] = (h5, ["--tokenizer", tokenizer, "--maxlen", 9], "give --maxlen 15")
     cases["ids_model_without_tokenizer"] = (h5, [], "give --tokenizer")
+    cases["padding_for_a_text_vectorization"] = (work / "keras_io.keras", ["--maxlen", 20, "--padding", "post"],
+                                                 "--maxlen, --padding given, but")
     (work / "exists").mkdir(exist_ok=True)
     cases["output_exists"] = (work / "keras_io.keras", ["--output-override", work / "exists"], "already exists")
     return cases
@@ -227,7 +229,7 @@ def _bad_models(work, store, keras2_lstm):
 BAD = ["no_embedding", "two_embeddings", "not_fed_by_ids", "not_a_classifier", "two_outputs", "lambda_keras",
        "lambda_h5", "saved_model", "pb_file", "truncated_keras", "truncated_h5", "store_of_another_dim",
        "tokenizer_of_another_model", "unsupported_tokenizer_setting", "wrong_maxlen", "ids_model_without_tokenizer",
-       "output_exists"]
+       "padding_for_a_text_vectorization", "output_exists"]
 
 
 @pytest.fixture(scope="module")

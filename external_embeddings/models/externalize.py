@@ -246,7 +246,7 @@ def _dir_bytes(path):
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def externalize(model_path, store, output, tokenizer=None, maxlen=None, padding="pre", truncating="pre",
+def externalize(model_path, store, output, tokenizer=None, maxlen=None, padding=None, truncating=None,
                 labels=None, keep_rows=False, check=None):
     """Write the external form of ``model_path`` into ``output``; returns the figures report() prints."""
     from ..store.embedding_store import EmbeddingStore
@@ -261,14 +261,16 @@ def externalize(model_path, store, output, tokenizer=None, maxlen=None, padding=
     source = load_source(model_path)
     where = source.path
     parts = find_parts(Graph(source.model, where), where)
-    if parts.vectorizer is not None and tokenizer is not None:
-        raise InputError("command line", f"--tokenizer is given but {where} holds its own TextVectorization",
-                         "leave out --tokenizer")
+    given = [name for name, value in (("--tokenizer", tokenizer), ("--maxlen", maxlen), ("--padding", padding),
+                                      ("--truncating", truncating)) if value is not None]
+    if parts.vectorizer is not None and given:
+        raise InputError("command line", f"{', '.join(given)} given, but {where} holds its own TextVectorization, "
+                         "which says how it tokenizes", f"leave out {', '.join(given)}")
     if parts.vectorizer is None and tokenizer is None:
         raise InputError(where, "takes token ids, not text", "give --tokenizer tokenizer.json (Tokenizer.to_json()) "
                          "and --maxlen, --padding, --truncating as the model's pad_sequences used them")
     tokenization = (_vectorizer_tokenization(where, parts.vectorizer.layer) if parts.vectorizer is not None
-                    else _keras2_tokenization(tokenizer, maxlen, padding, truncating))
+                    else _keras2_tokenization(tokenizer, maxlen, padding or "pre", truncating or "pre"))
     matrix = np.asarray(parts.embedding.layer.get_weights()[0], dtype=np.float32)
     rows, dim = matrix.shape
     tokenizer_where = tokenizer or where
