@@ -1,4 +1,4 @@
-"""The command line: ``python -m external_embeddings convert|verify|predict|score|serve ...``."""
+"""The command line: ``python -m external_embeddings convert|verify|predict|score|serve|externalize ...``."""
 
 import argparse
 import itertools
@@ -121,6 +121,16 @@ def _predict(args):
             for name, r in result.items():
                 note = " (no known word: the answer for an empty text)" if not r["known_words"] else ""
                 print(f"  {name}: {r['label']} ({r['probability']:.3f}), {r['known_words']:,} known words{note}")
+
+
+def _externalize(args):
+    with native_logs_hidden():
+        from .models.externalize import externalize, report
+
+        figures = externalize(args.model, args.store, args.output, tokenizer=args.tokenizer, maxlen=args.maxlen,
+                              padding=args.padding, truncating=args.truncating, labels=args.labels,
+                              keep_rows=args.keep_rows, check=args.check)
+    print(report(figures))
 
 
 def _ray_on_loopback(address):
@@ -318,6 +328,23 @@ def build_parser():
     serve.add_argument("--start-timeout", type=finite_float, default=600, help="with --ray: seconds to wait for every "
                        "replica to load its models and answer before giving up")
     serve.set_defaults(run=_serve)
+    externalize = commands.add_parser("externalize", help="turn a model with a frozen Embedding into an external "
+                                      "model served from --store (see docs/existing-models.md)")
+    externalize.add_argument("model", help="a Keras 3 .keras file or a Keras 2 (tf.keras) .h5 file")
+    externalize.add_argument("--store", required=True, help="the store of the vectors the Embedding was filled from")
+    externalize.add_argument("--output", required=True, help="the model folder to write; it must not exist")
+    externalize.add_argument("--tokenizer", help="for a model that takes token ids: the Keras 2 Tokenizer.to_json() "
+                             "file it was trained with")
+    externalize.add_argument("--maxlen", type=int, help="with --tokenizer: pad_sequences' maxlen")
+    externalize.add_argument("--padding", choices=["pre", "post"], help="with --tokenizer (default: pre)")
+    externalize.add_argument("--truncating", choices=["pre", "post"], help="with --tokenizer (default: pre)")
+    externalize.add_argument("--labels", help="the label names, one a line, in the order of the model's outputs "
+                             "(default: 0..N-1)")
+    externalize.add_argument("--keep-rows", action="store_true", help="keep the Embedding rows that differ from "
+                             "the store beside the model (kept_rows.npz) instead of refusing")
+    externalize.add_argument("--check", help="texts, one a line, to compare the two models on (default: a sample "
+                             "made from the model's vocabulary)")
+    externalize.set_defaults(run=_externalize)
     return parser
 
 

@@ -8,12 +8,17 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
 from ..errors import InputError
 
 MODEL_FILE, MANIFEST_FILE = "model.keras", "manifest.json"
+# An externalized model hands its "mask" input to its inner model (models/rebuild.py), whose
+# output then has no mask; Keras warns about that once per process, though nothing is lost.
+warnings.filterwarnings("ignore", message=r"Layer 'after_embedding' \(of type Functional\) was passed an input "
+                        "with a mask")
 
 
 @contextlib.contextmanager
