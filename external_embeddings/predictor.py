@@ -342,8 +342,11 @@ class Predictor:
 
         first = self.models[group[0]][2]
         seqs = sequences.get(first.tokenizer.sequence_key)
-        if seqs is None:
-            seqs = sequences[first.tokenizer.sequence_key] = first.tokenizer.sequences(texts)
+        if seqs is None:  # each text split once for every tokenizer that splits alike, then ids per vocabulary
+            numbered = sequences.get(first.tokenizer.token_key)
+            if numbered is None:
+                numbered = sequences[first.tokenizer.token_key] = first.tokenizer.numbered(texts)
+            seqs = sequences[first.tokenizer.sequence_key] = first.tokenizer.sequences(texts, numbered)
         layouts = {}
         for name in group:
             tok = self.models[name][2].tokenizer

@@ -139,7 +139,7 @@ def test_externalized_models_answer_as_their_originals_beside_the_scripts_models
     texts = sample_texts()
     calls = {"tv": 0, "k2": 0, "gather": []}
     for cls, kind in ((TextVectorizationTokenizer, "tv"), (Keras2Tokenizer, "k2")):
-        monkeypatch.setattr(cls, "sequences", lambda self, t, f=cls.sequences, k=kind: calls.__setitem__(
+        monkeypatch.setattr(cls, "numbered", lambda self, t, f=cls.numbered, k=kind: calls.__setitem__(
             k, calls[k] + 1) or f(self, t))
     gather = store.gather
     monkeypatch.setattr(store, "gather", lambda ids: calls["gather"].append(np.shape(ids)) or gather(ids))

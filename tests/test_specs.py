@@ -239,3 +239,30 @@ def test_a_layer_loaded_from_a_keras_file_gives_the_same_spec_and_ids(texts, tmp
     specs.write_spec_files(tmp_path, spec, vocabulary)
     expected = keras.ops.convert_to_numpy(loaded.predict_on_batch(np.array(sample, dtype=object)[:, None]))
     np.testing.assert_array_equal(specs.load_tokenizer(tmp_path, spec).ids(sample), expected)
+
+
+def test_tokenizers_of_different_vocabularies_number_a_text_once_and_keep_their_own_ids():
+    """Every vocabulary is an array over one process-wide token numbering (text/shared_tokens.py)."""
+    from external_embeddings.text import shared_tokens
+    from external_embeddings.text.keras2_tokenizer import Keras2Tokenizer
+    from external_embeddings.text.text_vectorization import TextVectorizationTokenizer
+
+    spec = {"kind": "text_vectorization", "standardize": "lower_and_strip_punctuation", "split": "whitespace",
+            "output_sequence_length": 6, "vocabulary": "vocabulary.json"}
+    a = TextVectorizationTokenizer(spec, ["", "[UNK]", "orbit", "shuttle", "the"])
+    b = TextVectorizationTokenizer(spec, ["", "[UNK]", "pitcher", "the", "curve", "orbit"])
+    keras2 = {"kind": "keras2", "filters": "!.", "lower": True, "split": " ", "char_level": False, "num_words": None,
+              "oov_token": None, "maxlen": 6, "padding": "pre", "truncating": "pre", "word_index": "word_index.json"}
+    c = Keras2Tokenizer(keras2, {"the": 1, "curve": 2})
+    texts = ["The shuttle reached orbit.", "The pitcher threw a CURVE", "", "orbit orbit zz"]
+    assert a.token_key == b.token_key != c.token_key and a.sequence_key != b.sequence_key
+    numbered = a.numbered(texts)
+    assert [list(s) for s in a.sequences(texts, numbered)] == [[4, 3, 1, 2], [4, 1, 1, 1, 1], [], [2, 2, 1]]
+    assert [list(s) for s in b.sequences(texts, numbered)] == [[3, 1, 1, 5], [3, 2, 1, 1, 4], [], [5, 5, 1]]
+    assert [list(s) for s in c.sequences(texts)] == [[1], [1, 2], [], []]  # Keras 2 drops unknown words
+    size = len(shared_tokens._NUMBERS)
+    TextVectorizationTokenizer(spec, ["", "[UNK]", "orbit", "the"])  # known tokens are not numbered again
+    assert len(shared_tokens._NUMBERS) == size
+    later = TextVectorizationTokenizer(spec, ["", "[UNK]", "threw"])  # numbers grow; older tables still read them
+    assert [list(s) for s in a.sequences(["threw orbit"])] == [[1, 2]]
+    assert [list(s) for s in later.sequences(["threw orbit"])] == [[2, 1]]

@@ -11,10 +11,9 @@ told apart here; ``char_level=True`` is refused.
 
 import json
 
-import numpy as np
 
 from ..errors import InputError
-from . import spec_files
+from . import shared_tokens, spec_files
 from .tokenizer import pad, words
 
 KIND = "keras2"
@@ -73,23 +72,26 @@ class Keras2Tokenizer:
         # Each word's id as texts_to_sequences gives it; a word it drops is left out.
         capped = {word: i if not self.num_words or i < self.num_words else self.oov_id
                   for word, i in word_index.items()}
-        self._index = {word: i for word, i in capped.items() if i is not None}
-        self.vocabulary_size = max(self._index.values(), default=0) + 1
-        settings = (self.filters, self.lower, self.split, self.oov_id)
-        self.sequence_key = (KIND, settings, spec_files.digest(sorted(self._index.items())))
+        index = {word: i for word, i in capped.items() if i is not None}
+        # A word outside the index gets the oov id, or -1: dropped, as texts_to_sequences drops it.
+        self._table = shared_tokens.VocabularyTable(index, -1 if self.oov_id is None else self.oov_id)
+        self.vocabulary_size = max(index.values(), default=0) + 1
+        self.token_key = (KIND, self.filters, self.lower, self.split)  # equal: texts split alike
+        self.sequence_key = self.token_key + (self.oov_id, spec_files.digest(sorted(index.items())))
         self.key = self.sequence_key + (self.length, self.padding, self.truncating)
 
     def tokens(self, text):
         """Keras 2's ``text_to_word_sequence`` with this Tokenizer's settings."""
         return words(text, self.filters, self.lower, self.split)
 
-    def sequences(self, texts):
-        """``texts_to_sequences``: each text's ids before padding and truncation."""
-        index = self._index
-        if self.oov_id is None:
-            return [np.array([index[w] for w in self.tokens(t) if w in index], dtype=np.int32) for t in texts]
-        oov = self.oov_id
-        return [np.array([index.get(w, oov) for w in self.tokens(t)], dtype=np.int32) for t in texts]
+    def numbered(self, texts):
+        """Each text's words as shared numbers (see shared_tokens), the same for every word index."""
+        return shared_tokens.number(self.tokens(text) for text in texts)
+
+    def sequences(self, texts, numbered=None):
+        """``texts_to_sequences``: each text's ids before padding and truncation (from
+        ``numbered(texts)`` when given)."""
+        return self._table.ids(self.numbered(texts) if numbered is None else numbered)
 
     def ids(self, texts):
         """``(N, maxlen)`` int32: exactly ``pad_sequences(texts_to_sequences(texts), maxlen, ...)``."""

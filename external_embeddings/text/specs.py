@@ -7,6 +7,9 @@ loaded Tokenizer has ``ids(texts)``, ``(N, L)`` int32 exactly as the original gi
 - ``sequences(texts)``: the ids before padding, ``pad``-ed by ``tokenizer.pad(seqs, length,
   padding, truncating)``; ``sequence_key`` is equal for tokenizers with equal sequences, so the
   Predictor tokenizes each text once for models that differ only in length or padding side;
+- ``numbered(texts)``: the texts' tokens as numbers shared by every vocabulary of the process
+  (``shared_tokens``), equal for tokenizers with equal ``token_key``; ``sequences(texts, numbered)``
+  then costs one numpy ``take`` per vocabulary;
 - ``key``: ``sequence_key`` plus length and sides, equal for tokenizers with equal ``ids``;
 - ``length``, ``padding``, ``truncating``, ``oov_id`` (None when unknown words are dropped),
   ``vocabulary_size`` (ids are below it).

@@ -18,10 +18,9 @@ kept and zeros follow ("post" truncation and padding).
 
 import string
 
-import numpy as np
 
 from ..errors import InputError
-from . import spec_files
+from . import shared_tokens, spec_files
 from .tokenizer import pad
 
 KIND = "text_vectorization"
@@ -114,10 +113,12 @@ class TextVectorizationTokenizer:
         self.standardize = spec["standardize"]
         self._lower = self.standardize in ("lower", "lower_and_strip_punctuation")
         self._strip = self.standardize in ("strip_punctuation", "lower_and_strip_punctuation")
-        self._index = {word.encode("utf-8", "surrogatepass"): i for i, word in enumerate(vocabulary)}
-        del self._index[b""]  # the mask token: no token is ever empty after splitting
+        index = {word.encode("utf-8", "surrogatepass"): i for i, word in enumerate(vocabulary)}
+        del index[b""]  # the mask token: no token is ever empty after splitting
+        self._table = shared_tokens.VocabularyTable(index, OOV_ID)
         self.vocabulary_size = len(vocabulary)
-        self.sequence_key = (KIND, self.standardize, spec_files.digest(vocabulary))
+        self.token_key = (KIND, self.standardize)  # tokenizers with equal token_key split texts alike
+        self.sequence_key = self.token_key + (spec_files.digest(vocabulary),)
         self.key = self.sequence_key + (self.length, self.padding, self.truncating)
 
     def tokens(self, text):
@@ -127,10 +128,13 @@ class TextVectorizationTokenizer:
             data = data.translate(_LOWER if self._lower else None, _PUNCTUATION if self._strip else b"")
         return data.split()
 
-    def sequences(self, texts):
-        """Each text's ids before padding and truncation."""
-        get = self._index.get
-        return [np.array([get(token, OOV_ID) for token in self.tokens(text)], dtype=np.int32) for text in texts]
+    def numbered(self, texts):
+        """Each text's tokens as shared numbers (see shared_tokens), the same for every vocabulary."""
+        return shared_tokens.number(self.tokens(text) for text in texts)
+
+    def sequences(self, texts, numbered=None):
+        """Each text's ids before padding and truncation (from ``numbered(texts)`` when given)."""
+        return self._table.ids(self.numbered(texts) if numbered is None else numbered)
 
     def ids(self, texts):
         """``(N, output_sequence_length)`` int32: exactly the layer's output."""
