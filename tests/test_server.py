@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import json
+import os
 import shutil
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -143,6 +145,18 @@ def test_models_health_and_metrics(server, served):
     assert 'kee_requests_total{endpoint="predict",status="200"}' in metrics.text
     assert 'kee_model_texts_total{model="base/pretrained_word_embeddings"}' in metrics.text
     assert "kee_batch_texts_bucket" in metrics.text and "kee_request_seconds_bucket" in metrics.text
+
+
+def test_an_onnx_worker_never_loads_tensorflow(server):
+    """The default runtime: after serving requests, the worker has neither imported TensorFlow or
+    Keras nor mapped TensorFlow's library, and its threads are its share of the cores."""
+    assert post(server, {"texts": TEXTS}).status_code == 200
+    worker = server.get("/v1/models").json()["worker"]
+    assert worker["runtime"] == "onnx" and worker["threads"] == len(os.sched_getaffinity(0))  # one worker
+    assert worker["imported"] == {"tensorflow": False, "keras": False, "onnxruntime": True}
+    maps = Path(f"/proc/{worker['pid']}/maps").read_text()
+    assert "onnxruntime" in maps and "libtensorflow" not in maps and "_pywrap_tensorflow" not in maps
+    assert {m["runtime"] for m in server.get("/v1/models").json()["models"]} == {"onnx"}
 
 
 JSON = {"Content-Type": "application/json"}
