@@ -46,7 +46,7 @@ DEFAULT = "on64"  # what serve does without options (its --batch-texts default)
 def model_folder(kind, dirs, k):
     """A folder of the first ``k`` models of ``kind`` (hard links: no copies on disk)."""
     folder = common.RESULTS / "serve" / f"{kind}-{k}"
-    if not (folder / f"m{k - 1}" / "model.keras").exists():
+    if not (folder / f"m{k - 1}" / "model.onnx").exists():  # made before model.onnx: again
         common.fresh_dir(folder)
         for d in dirs[:k]:
             (folder / d.name).mkdir()

@@ -179,8 +179,8 @@ def make_models(store, count=MAX_K):
     import json
 
     dirs = {kind: [MODELS / kind / f"m{i}" for i in range(count)] for kind in ("baseline", "external")}
-    stamp = MODELS / "store.json"  # the store, and the manifest format (2: with "vocabulary")
-    if stamp.exists() and json.loads(stamp.read_text()) == {**store.describe(), "format": 2} and all(
+    stamp = MODELS / "store.json"  # the store, and the manifest format (3: with "onnx")
+    if stamp.exists() and json.loads(stamp.read_text()) == {**store.describe(), "format": 3} and all(
             (d / "model.keras").exists() for ds in dirs.values() for d in ds):
         return dirs
 
@@ -212,5 +212,5 @@ def make_models(store, count=MAX_K):
             manifest = {"kind": kind, "store": store.describe(), "labels": labels, "sequence_length": LENGTH,
                         "tokenizer": tokenizer.SETTINGS, "vocabulary": next(iter(files), "store")}
             save_run(dirs[kind][i], model, manifest, files, {})
-    stamp.write_text(json.dumps({**store.describe(), "format": 2}))
+    stamp.write_text(json.dumps({**store.describe(), "format": 3}))
     return dirs
