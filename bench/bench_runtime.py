@@ -7,7 +7,8 @@ Three sides, one after the other in this run, each a real ``serve`` process:
 * today: ``--runtime keras --no-fuse --threads 0`` (each model its own predict_on_batch call,
   TensorFlow's own thread default), as serve ran before the runtimes;
 * keras: ``--runtime keras`` (the group's models fused into one Keras model with K outputs);
-* onnx: ``--runtime onnx`` (one session per model sharing one arena, spinning off).
+* onnx: ``--runtime onnx`` (one session per model, no arena, spinning off);
+* onnx arena: the same with ``KEE_ONNX_ARENA=1`` (one arena shared by the sessions).
 
 Per side: time from start to the ready line, single-text requests and 32-text requests (texts/s,
 p50/p99 ms; bench_serve.py's load generator, each phase bounded in time and requests), the sum of
@@ -34,8 +35,10 @@ import bench_serve  # noqa: E402
 import common  # noqa: E402
 
 K, WORKERS = 8, 2
+ENV = bench_serve.ENV
 SIDES = {"today": ["--runtime", "keras", "--no-fuse", "--threads", "0"], "keras": ["--runtime", "keras"],
-         "onnx": ["--runtime", "onnx"]}
+         "onnx": ["--runtime", "onnx"], "onnx arena": ["--runtime", "onnx"]}
+SIDE_ENV = {"onnx arena": {"KEE_ONNX_ARENA": "1"}}  # ONNX with one shared arena (faster, more memory)
 CURVE = [1, 8, 25, 50, 100]
 
 
@@ -83,6 +86,7 @@ def main(argv=None):
 
     runs = {}
     for side, options in SIDES.items():
+        bench_serve.ENV = {**ENV, **SIDE_ENV.get(side, {})}  # the servers' environment (read when each starts)
         server = bench_serve.Server(store_path, bench_serve.model_folder("external", dirs, K), options)
         try:
             run = {"ready_seconds": server.ready_seconds,
@@ -102,6 +106,7 @@ def main(argv=None):
         runs[side] = run
         print(f"{side}: {json.dumps(run)}", flush=True)
 
+    bench_serve.ENV = ENV
     growth = []
     for k in curve:
         server = bench_serve.Server(store_path, linked_models(dirs, k), ["--runtime", "onnx", "--workers", "1"])
@@ -158,6 +163,16 @@ def rows(f):
     out.append(common.row(f"server, time from start to ready, K={f['k']} (s)", f"{today['ready_seconds']:,.1f}",
                           f"{onnx['ready_seconds']:,.1f}", f"{ready:,.2f}x", "<= 0.5x", ready <= 0.5,
                           f"keras fused {keras['ready_seconds']:,.1f}"))
+    if "onnx arena" in runs:
+        arena = runs["onnx arena"]
+        out.append(common.row("server, ONNX with one shared arena (KEE_ONNX_ARENA=1): 1 text / 32 texts per "
+                              "request, texts/s; PSS", f"{load(today, 'single')} / {load(today, 'batch32')}; "
+                              f"{mb(today['pss_bytes'])}", f"{load(arena, 'single')} / {load(arena, 'batch32')}; "
+                              f"{mb(arena['pss_bytes'])}",
+                              f"{arena['single']['texts_per_second'] / today['single']['texts_per_second']:,.2f}x / "
+                              f"{arena['batch32']['texts_per_second'] / today['batch32']['texts_per_second']:,.2f}x; "
+                              f"{arena['pss_bytes'] / today['pss_bytes']:,.2f}x", "(informative)", None,
+                              f"per extra model per worker {mb(arena['per_model_per_worker_bytes'])}"))
     if f["growth"]:
         last = f["growth"][-1]
         curve = ", ".join(f"K={g['k']}: {mb(g['pss_bytes'])}" for g in f["growth"])

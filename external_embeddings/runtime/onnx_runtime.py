@@ -5,12 +5,14 @@ took the CPU from the one that ran when another process shared the machine (0.27
 models run one after the other on the group's one input, each call costing ~0.1 ms besides its
 work.
 
-Memory: no session keeps an arena (by default each keeps its own, ~90 MB with these CNNs after a
-batch of 64 texts; one arena shared by all sessions still kept ~160 MB a worker). Buffers come
-from malloc instead, and glibc is told to map every block of 1 MB or more on its own
-(``mallopt(M_MMAP_THRESHOLD)``), so a big batch's buffers go back to the system when it ends,
-rather than staying in glibc's heap (~360 MB a worker otherwise). A worker then holds a few MB
-besides its models whatever batches it ran (docs/runtime.md).
+Memory: by default no session keeps an arena (by default ONNX Runtime gives each session its
+own, ~90 MB with these CNNs after a batch of 64 texts). Buffers come from malloc instead, and
+glibc is told to map every block of 1 MB or more on its own (``mallopt(M_MMAP_THRESHOLD)``), so
+a big batch's buffers go back to the system when it ends, rather than staying in glibc's heap
+(~360 MB a worker otherwise). That costs speed: a batch's buffers are faulted in again each
+time (~25% slower per batch here). ``KEE_ONNX_ARENA=1`` trades the other way: one arena shared
+by every session of the process, which keeps the largest batch's buffers (~200 MB a worker
+after batches of 64 texts) and reuses them. Figures in docs/runtime.md.
 
 One fused graph of a group's models was measured as well (bench/bench_fuse.py): no faster, and
 ONNX Runtime computes every output of a graph whatever is asked, so a request for one model
@@ -21,6 +23,7 @@ import ctypes
 import ctypes.util
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,18 @@ DTYPES = {"tensor(float)": np.float32, "tensor(int32)": np.int32, "tensor(int64)
           "tensor(double)": np.float64, "tensor(float16)": np.float16, "tensor(bool)": np.bool_}
 FIX = "export it again: python -m external_embeddings export MODELS"
 M_MMAP_THRESHOLD, MMAP_BYTES = -3, 1 << 20
+_arena = threading.Lock()
+_arena_made = False
+
+
+def _shared_arena(ort):
+    """Register the process's one CPU arena, which every session then uses (once per process)."""
+    global _arena_made
+    with _arena:
+        if not _arena_made:
+            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            ort.create_and_register_allocator(info, None)
+            _arena_made = True
 
 
 def _big_blocks_mapped():
@@ -125,9 +140,13 @@ class OnnxRuntime:
         import onnxruntime as ort
 
         self.ort = ort
-        _big_blocks_mapped()
         options = ort.SessionOptions()
-        options.enable_cpu_mem_arena = False
+        if os.environ.get("KEE_ONNX_ARENA") == "1":  # faster batches, more memory kept (see above)
+            _shared_arena(ort)
+            options.add_session_config_entry("session.use_env_allocators", "1")
+        else:
+            _big_blocks_mapped()
+            options.enable_cpu_mem_arena = False
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
