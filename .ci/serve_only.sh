@@ -36,7 +36,14 @@ PY
 python -m venv "$WORK/venv"
 timeout 600 "$WORK/venv/bin/pip" install --quiet --disable-pip-version-check -r requirements-serve.txt
 
-# 3. Serve from it on a free port, until ready.
+# 3. Without Keras there, --runtime keras (the default) is refused in one line; then serve on
+#    ONNX on a free port, until ready.
+if "$WORK/venv/bin/python" -m external_embeddings serve --store "$(cat "$WORK/store.path")" --models "$WORK/models" \
+        2> "$WORK/refused.txt"; then
+    echo "serve without --runtime onnx should be refused in the serve-only venv"; exit 1
+fi
+grep -q "^error: --runtime keras: needs Keras" "$WORK/refused.txt" && [ "$(wc -l < "$WORK/refused.txt")" -eq 1 ] \
+    || { cat "$WORK/refused.txt"; exit 1; }
 PORT=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 (cd "$ROOT" && exec "$WORK/venv/bin/python" -m external_embeddings serve --runtime onnx --store "$(cat "$WORK/store.path")" \
     --models "$WORK/models" --port "$PORT" --workers 2 --poll-seconds 0) > "$WORK/serve.log" 2>&1 &

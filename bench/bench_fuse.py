@@ -5,15 +5,18 @@ Times one batch through the 8 external CNNs (bench/common.py's models, inputs ma
 
 * Keras, each model alone (``predict_on_batch`` x 8, as serve ran before the runtimes);
 * Keras, the 8 fused into one ``keras.Model`` with 8 outputs (the keras runtime);
-* ONNX Runtime, one session per model sharing one arena, spinning off (the onnx runtime);
+* ONNX Runtime, one session per model, no arena, spinning off (the onnx runtime's default);
+* the same sessions sharing one arena (``KEE_ONNX_ARENA=1``);
 * ONNX Runtime, one graph of the 8 models (prefixed names, one shared input), built here with
-  ``onnx``; and both ONNX ways asked for one model of the 8 (a request for a subset).
+  ``onnx``, with an arena; and sessions and graph asked for one model of the 8 (a request for
+  a subset).
 
 One intra-op thread everywhere, as each of 2 workers on 2 cores has. Sides alternate.
 
 Run: nice python bench/bench_fuse.py [--quick] [--json FILE]
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -47,7 +50,7 @@ def fused_graph(paths, length):
 
 def main(argv=None):
     args = common.parse_args(__doc__.splitlines()[0], argv)
-    repeats, batches = (3, [1, 16]) if args.quick else (15, [1, 16, 64])
+    repeats, batches = (3, [1, 16]) if args.quick else (5, [1, 16, 64])
     store = common.glove_store()
     dirs = common.make_models(store, K)["external"]
 
@@ -68,6 +71,9 @@ def main(argv=None):
     from external_embeddings.models.model import read_manifest
 
     sessions = [runtime.load(d, read_manifest(d), d) for d in dirs]
+    os.environ["KEE_ONNX_ARENA"] = "1"
+    arena = OnnxRuntime(THREADS)
+    shared = [arena.load(d, read_manifest(d), d) for d in dirs]
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -84,11 +90,12 @@ def main(argv=None):
         sides = {"keras alone": lambda: [keras.ops.convert_to_numpy(m.predict_on_batch(x)) for m in models],
                  "keras fused": lambda: fused.predict_on_batch(x),
                  "onnx sessions": lambda: [s(x) for s in sessions],
+                 "onnx sessions, shared arena": lambda: [s(x) for s in shared],
                  "onnx one graph": lambda: graph.run(None, {"x": x}),
                  "onnx sessions, 1 of 8 asked": lambda: sessions[0](x),
                  "onnx one graph, 1 of 8 asked": lambda: graph.run(first_output, {"x": x})}
         reference = sides["keras alone"]()
-        for name in ("keras fused", "onnx sessions", "onnx one graph"):
+        for name in ("keras fused", "onnx sessions", "onnx sessions, shared arena", "onnx one graph"):
             got = sides[name]()
             assert max(float(np.abs(np.asarray(a) - b).max()) for a, b in zip(got, reference)) <= 1e-5, name
         for fn in sides.values():  # warm: Keras traces each new shape once
@@ -105,10 +112,10 @@ def rows(f):
     out = []
     for n, ms in f["ms"].items():
         base = ms["keras alone"]
-        for name in ("keras fused", "onnx sessions", "onnx one graph"):
+        for name in ("keras fused", "onnx sessions", "onnx sessions, shared arena", "onnx one graph"):
             out.append(common.row(f"batch {n}: {name} vs keras alone, ms", f"{base:,.1f}", f"{ms[name]:,.1f}",
                                   f"{base / ms[name]:,.2f}x faster", "(informative)", None))
-        out.append(common.row(f"batch {n}: 1 of 8 models asked, onnx one graph vs sessions, ms",
+        out.append(common.row(f"batch {n}: 1 of 8 models asked, onnx one graph vs a session (no arena), ms",
                               f"{ms['onnx sessions, 1 of 8 asked']:,.1f}", f"{ms['onnx one graph, 1 of 8 asked']:,.1f}",
                               f"{ms['onnx one graph, 1 of 8 asked'] / ms['onnx sessions, 1 of 8 asked']:,.1f}x slower",
                               "(informative)", None, "a graph computes every output whatever is asked"))

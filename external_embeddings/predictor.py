@@ -13,7 +13,7 @@ and is its own group. Its vectors are inside it, so it needs no store at predict
 not checked against this one (its manifest still names the store it was built from, which
 ``describe`` reports); it must share the tokenizer settings.
 
-The models run on a runtime (``runtime/``): ONNX Runtime by default, or Keras. Neither is
+The models run on a runtime (``runtime/``): Keras by default, or ONNX Runtime. Neither is
 imported before the first model loads, so that the server's parent process can check manifests
 without them, and nothing here imports Keras on the ONNX path: a worker serving ONNX models
 never starts TensorFlow.
@@ -153,7 +153,7 @@ def check_model_file(model_dir):
 class Predictor:
     """One store and K models; ``predict(texts)`` runs every model on one shared mapping.
 
-    ``runtime`` runs the models: "onnx" (the default) or "keras" (see ``runtime.open_runtime``
+    ``runtime`` runs the models: "keras" (the default) or "onnx" (see ``runtime.open_runtime``
     for ``threads`` and ``fuse``). A model that ONNX cannot run runs on Keras, said in one log line.
     """
 

@@ -176,3 +176,15 @@ def test_unknown_runtime_or_threads_is_one_error(served):
         Predictor(store, work / "models", runtime="tvm")
     with pytest.raises(InputError, match="--threads: is -2"):
         Predictor(store, work / "models", threads=-2)
+
+
+def test_keras_fuses_models_saved_under_the_same_names(served, tmp_path):
+    """Models saved by separate runs carry the same layer and model names; fused, they still run."""
+    _, store = served
+    copy_run(served, tmp_path)
+    shutil.copytree(tmp_path / "a", tmp_path / "again")
+    predictor = Predictor(store, tmp_path, runtime="keras")
+    (runner, names), = predictor._runners[None]
+    assert runner.fused is not None and len(names) == 2
+    results = predictor.predict(TEXTS)
+    assert np.abs(probabilities(results, f"a/{RUN}") - probabilities(results, f"again/{RUN}")).max() == 0

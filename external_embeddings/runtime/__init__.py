@@ -9,6 +9,7 @@ runtime's library is imported before the first model is loaded, so a worker serv
 never imports TensorFlow.
 """
 
+import importlib.util
 import logging
 import os
 
@@ -18,9 +19,10 @@ from .common import ModelInfo, Unavailable
 __all__ = ["DEFAULT", "NAMES", "ModelInfo", "Runtimes", "Unavailable", "available_cores", "open_runtime"]
 
 NAMES = ("onnx", "keras")
-# ONNX Runtime: one third of the memory per worker and 2.5x+ the single-text throughput of Keras
-# on the same models (bench/bench_runtime.py, docs/runtime.md).
-DEFAULT = "onnx"
+# Keras (its group's models fused): on bench/bench_runtime.py's mixed traffic it served more texts
+# per second than ONNX Runtime, which holds a fifth of the memory and is ready in seconds
+# (docs/runtime.md says when to choose which).
+DEFAULT = "keras"
 log = logging.getLogger("external_embeddings.runtime")
 
 
@@ -45,6 +47,20 @@ def check_choice(runtime, threads):
         raise InputError("--threads", f"is {threads!r}", "give a whole number >= 1, or 0 for the library's own default")
 
 
+def check_installed(name):
+    """Refuse, in one line, a runtime whose library this environment lacks (e.g. Keras in a venv
+    made from requirements-serve.txt), without importing it."""
+    module = {"onnx": "onnxruntime", "keras": "keras"}[name]
+    if importlib.util.find_spec(module) is not None:
+        return
+    if name == "keras":
+        raise InputError("--runtime keras", "needs Keras, which is not installed here (models without model.onnx "
+                         "need it too)", "serve with --runtime onnx, after python -m external_embeddings export "
+                         "MODELS in the training environment")
+    raise InputError("--runtime onnx", "needs onnxruntime, which is not installed here",
+                     "pip install -r requirements-serve.txt")
+
+
 class Runtimes:
     """The chosen runtime, and Keras behind it for the models it cannot run."""
 
@@ -54,6 +70,7 @@ class Runtimes:
 
     def get(self, name):
         if name not in self._made:
+            check_installed(name)
             if name == "onnx":
                 from .onnx_runtime import OnnxRuntime
 
@@ -77,9 +94,10 @@ class Runtimes:
 
 
 def open_runtime(name=None, threads=None, fuse=True):
-    """The runtimes for a Predictor: ``name`` (default ``DEFAULT``, or a ``Runtimes`` to share), ``threads`` per call (None:
-    every core this process has; 0: the library's own default), ``fuse`` (Keras: the models of a
-    group as one model with one output each; False runs each model alone, as before)."""
+    """The runtimes for a Predictor: ``name`` (default ``DEFAULT``, or a ``Runtimes`` to share),
+    ``threads`` per call (None: every core this process has; 0: the library's own default),
+    ``fuse`` (Keras: the models of a group as one model with one output each; False runs each
+    model alone, as before)."""
     if isinstance(name, Runtimes):  # a worker's runtimes, shared by the predictors of its reloads
         return name
     name = name or DEFAULT

@@ -78,14 +78,20 @@ class KerasGroup:
 
 
 def _fuse(members):
-    """One ``keras.Model``: the group's input(s) at the longest length, each model on its tail."""
+    """One ``keras.Model``: the group's input(s) at the longest length, each model on its tail.
+
+    Each model is wrapped in a model of its own name first: models saved by separate runs carry
+    the same names (``functional``), and a Keras model's layers must be named uniquely.
+    """
     import keras
 
     longest = max(length for _, _, length in members)
     first = next(model for _, model, length in members if length == longest)
     inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype) for t in first.inputs]
     outputs = []
-    for _, model, length in members:
+    for i, (_, model, length) in enumerate(members):
+        own = [keras.Input(shape=t.shape[1:], dtype=t.dtype) for t in model.inputs]
+        member = keras.Model(own, model(own if len(own) > 1 else own[0]), name=f"member_{i}")
         x = [t if length == longest else t[:, -length:] for t in inputs]
-        outputs.append(model(x if len(x) > 1 else x[0]))
-    return keras.Model(inputs, outputs)
+        outputs.append(member(x if len(x) > 1 else x[0]))
+    return keras.Model(inputs, outputs, name="fused")

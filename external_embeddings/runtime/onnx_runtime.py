@@ -10,7 +10,7 @@ own, ~90 MB with these CNNs after a batch of 64 texts). Buffers come from malloc
 glibc is told to map every block of 1 MB or more on its own (``mallopt(M_MMAP_THRESHOLD)``), so
 a big batch's buffers go back to the system when it ends, rather than staying in glibc's heap
 (~360 MB a worker otherwise). That costs speed: a batch's buffers are faulted in again each
-time (~25% slower per batch here). ``KEE_ONNX_ARENA=1`` trades the other way: one arena shared
+time (16-29% slower per batch, bench/bench_fuse.py). ``KEE_ONNX_ARENA=1`` trades the other way: one arena shared
 by every session of the process, which keeps the largest batch's buffers (~200 MB a worker
 after batches of 64 texts) and reuses them. Figures in docs/runtime.md.
 
