@@ -28,7 +28,8 @@ def application(settings, fingerprint, replicas=1):
 
     from .app import create_app
 
-    env = {**settings, "KEE_SERVE_LOAD_FIRST": "1"}  # started = models loaded (server.create_app's lifespan)
+    # started = models loaded (server.create_app's lifespan); one thread, as the replica has one CPU.
+    env = {"KEE_SERVE_THREADS": "1", **settings, "KEE_SERVE_LOAD_FIRST": "1"}
 
     @serve.deployment(name="server", num_replicas=replicas,
                       ray_actor_options={"num_cpus": 1, "runtime_env": {"env_vars": env}})
