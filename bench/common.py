@@ -188,8 +188,8 @@ def make_models(store, count=MAX_K):
     import json
 
     dirs = {kind: [MODELS / kind / f"m{i}" for i in range(count)] for kind in ("baseline", "external")}
-    stamp = MODELS / "store.json"  # the store, and the manifest format (2: with "vocabulary")
-    if stamp.exists() and json.loads(stamp.read_text()) == {**store.describe(), "format": 2} and all(
+    stamp = MODELS / "store.json"  # the store, and the manifest format (3: with "onnx")
+    if stamp.exists() and json.loads(stamp.read_text()) == {**store.describe(), "format": 3} and all(
             (d / "model.keras").exists() for ds in dirs.values() for d in ds):
         return dirs
 
@@ -221,7 +221,7 @@ def make_models(store, count=MAX_K):
             manifest = {"kind": kind, "store": store.describe(), "labels": labels, "sequence_length": LENGTH,
                         "tokenizer": tokenizer.SETTINGS, "vocabulary": next(iter(files), "store")}
             save_run(dirs[kind][i], model, manifest, files, {})
-    stamp.write_text(json.dumps({**store.describe(), "format": 2}))
+    stamp.write_text(json.dumps({**store.describe(), "format": 3}))
     return dirs
 
 
@@ -230,7 +230,7 @@ def make_models(store, count=MAX_K):
 def model_folder(kind, dirs, k):
     """A folder of the first ``k`` models of ``kind`` (hard links: no copies on disk)."""
     folder = RESULTS / "serve" / f"{kind}-{k}"
-    if not (folder / f"m{k - 1}" / "model.keras").exists():
+    if not (folder / f"m{k - 1}" / "model.onnx").exists():  # made before model.onnx: again
         fresh_dir(folder)
         for d in dirs[:k]:
             (folder / d.name).mkdir()

@@ -1,4 +1,4 @@
-"""The command line: ``python -m external_embeddings convert|verify|predict|score|serve|externalize ...``."""
+"""The command line: ``python -m external_embeddings convert|verify|predict|score|serve|externalize|export ...``."""
 
 import argparse
 import itertools
@@ -105,10 +105,9 @@ def _predict(args):
 
     texts = _texts(args)
     store = EmbeddingStore.open(args.store, verify=True)
-    with native_logs_hidden():
-        from .predictor import Predictor
+    from .predictor import Predictor
 
-        predictor = Predictor(store, args.models)
+    predictor = Predictor(store, args.models, args.runtime, args.threads, not args.no_fuse)
     lines, texts = itertools.tee(texts)
     for (line, text), result in zip(lines, predictor.stream(text for _, text in texts)):
         if args.json:
@@ -147,8 +146,23 @@ def _score(args):
     except ImportError as e:
         raise InputError("score", f"needs Ray ({e})", 'pip install "ray[data,serve]" (see requirements.txt)') from None
     summary = ray_score.score(args.store, args.models, args.input, args.output, address=args.address,
-                              actors=args.actors, probabilities=args.probabilities, progress=not args.quiet)
+                              actors=args.actors, probabilities=args.probabilities, progress=not args.quiet,
+                              runtime=args.runtime, fuse=not args.no_fuse)
     print(ray_score.report(summary))
+
+
+def _export(args):
+    with native_logs_hidden():  # TensorFlow's C++ start-up chatter
+        from .models.onnx_export import export_folder
+        from .predictor import find_model_dirs
+
+    dirs = find_model_dirs(args.models)
+    for model_dir in dirs:
+        with native_logs_hidden():
+            entry = export_folder(model_dir)
+        print(f"Exported {model_dir / entry['file']} ({(model_dir / entry['file']).stat().st_size / 1e6:,.2f} MB; "
+              f"largest difference from Keras {entry['max_difference']:.1g}).", flush=True)
+    print(f"{len(dirs)} model(s) exported; serve them with --runtime onnx.")
 
 
 def _check_models(store, models_dir):
@@ -195,6 +209,7 @@ def _serve(args):
     import tempfile
     import threading
 
+    from .runtime import check_installed, default_threads
     from .store.embedding_store import EmbeddingStore
 
     for name in ("workers", "replicas", "max_texts", "max_bytes", "batch_texts", "limit_concurrency",
@@ -210,6 +225,10 @@ def _serve(args):
         if getattr(args, name) <= 0:
             raise InputError("command line", f"--{name.replace('_', '-')} {getattr(args, name):g} is too small",
                              "give a positive number of seconds")
+    if args.threads is not None and args.threads < 0:
+        raise InputError("command line", f"--threads {args.threads} is too small", "give 1 or more, or 0 for the "
+                         "library's own default")
+    check_installed(args.runtime)  # before the workers start: one line, not a traceback in each
     store = EmbeddingStore.open(args.store, verify=True)
     dirs = _check_models(store, args.models)
     store_path, fingerprint = store.path.resolve(), store.fingerprint
@@ -217,8 +236,11 @@ def _serve(args):
     settings = {f"KEE_SERVE_{key.upper()}": str(value) for key, value in vars(args).items() if key in (
         "max_texts", "max_bytes", "batch_texts", "batch_wait_ms", "poll_seconds", "grpc_port", "host",
         "limit_concurrency", "max_connections", "header_timeout", "body_timeout")}
+    # Threads per worker: its share of the cores this process may use (a Ray replica has one CPU).
+    threads = args.threads if args.threads is not None else 1 if args.ray else default_threads(args.workers)
     settings.update(KEE_SERVE_STORE=str(store_path), KEE_SERVE_MODELS=str(Path(args.models).resolve()),
-                    KEE_SERVE_TOKEN=args.token or "")
+                    KEE_SERVE_TOKEN=args.token or "", KEE_SERVE_RUNTIME=args.runtime, KEE_SERVE_THREADS=str(threads),
+                    KEE_SERVE_FUSE="0" if args.no_fuse else "1")
     if args.ray:
         _ray_on_loopback(args.address)
         from .serving import ray_serve
@@ -253,6 +275,21 @@ def _serve(args):
             pass
 
 
+def _runtime_options(parser, threads=True):
+    """--runtime, --threads and --no-fuse, alike for predict, serve and score."""
+    from .runtime import DEFAULT, NAMES
+
+    parser.add_argument("--runtime", choices=NAMES, default=DEFAULT, help="run the models on Keras (their "
+                        "group fused into one model) or ONNX Runtime (no TensorFlow: a fifth of the memory, ready in "
+                        f"seconds; a model without model.onnx runs on Keras, said in one line); default: {DEFAULT}; "
+                        "see docs/runtime.md")
+    if threads:
+        parser.add_argument("--threads", type=int, help="threads per model call in each process (default: the cores "
+                            "it may use, shared among the workers; 0: the library's own default)")
+    parser.add_argument("--no-fuse", action="store_true", help="Keras: run each model alone, not a group as one "
+                        "model (slower; for comparisons)")
+
+
 def build_parser():
     """Every command and option; the docs' test reads it to check the command lines the docs quote."""
     parser = _Parser(prog="python -m external_embeddings", description=__doc__)
@@ -280,6 +317,7 @@ def build_parser():
     predict.add_argument("--file", help="one text per line (a blank line is an empty text); in a line, \\n "
                          "stands for a newline and \\\\ for a backslash")
     predict.add_argument("texts", nargs="*", metavar="TEXT")
+    _runtime_options(predict)
     predict.set_defaults(run=_predict)
     score = commands.add_parser("score", help="run every model on every text of a file, on Ray Data, into Parquet")
     score.add_argument("--store", required=True, help="the store; every node needs a copy at this path")
@@ -292,6 +330,7 @@ def build_parser():
     score.add_argument("--actors", type=int, help="actors, one CPU each (default: every CPU of the cluster)")
     score.add_argument("--probabilities", action="store_true", help="also write every label's probability")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
+    _runtime_options(score, threads=False)  # an actor's threads are its CPUs
     score.set_defaults(run=_score)
     serve = commands.add_parser("serve", help="serve every model under --models over HTTP (see docs/serving.md)")
     serve.add_argument("--store", required=True)
@@ -327,6 +366,7 @@ def build_parser():
     serve.add_argument("--replicas", type=int, default=1, help="with --ray: replicas, one CPU each")
     serve.add_argument("--start-timeout", type=finite_float, default=600, help="with --ray: seconds to wait for every "
                        "replica to load its models and answer before giving up")
+    _runtime_options(serve)
     serve.set_defaults(run=_serve)
     externalize = commands.add_parser("externalize", help="turn a model with a frozen Embedding into an external "
                                       "model served from --store (see docs/existing-models.md)")
@@ -345,6 +385,9 @@ def build_parser():
     externalize.add_argument("--check", help="texts, one a line, to compare the two models on (default: a sample "
                              "made from the model's vocabulary)")
     externalize.set_defaults(run=_externalize)
+    export = commands.add_parser("export", help="add model.onnx to every model folder under MODELS saved without it")
+    export.add_argument("models", metavar="MODELS", help="a folder; every model.keras below it is exported")
+    export.set_defaults(run=_export)
     return parser
 
 

@@ -19,12 +19,15 @@ grouped by tokenizer and mapping: each text is tokenized once per distinct token
 mapped to vectors once per distinct mapping; each model then takes its own length and padding
 side from that mapping, and, when it has one, a mask input (ids != 0).
 
-Keras is imported where models are loaded and run, so that the server's parent process can
-check manifests without starting TensorFlow before it spawns its workers.
+The models run on a runtime (``runtime/``): Keras by default, or ONNX Runtime. Neither is
+imported before the first model loads, so that the server's parent process can check manifests
+without them, and nothing here imports Keras on the ONNX path: a worker serving ONNX models
+never starts TensorFlow.
 """
 
 import itertools
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +36,8 @@ from .text import tokenizer
 from .errors import InputError
 from .models.externalized_folder import (Externalized, check_budget, check_fields, is_externalized,
                                          read_externalized)
-from .models.model import MANIFEST_FILE, MODEL_FILE, load_model, read_json, read_manifest
+from .models.model import MANIFEST_FILE, MODEL_FILE, read_json, read_manifest
+from .runtime import open_runtime
 
 BASELINE_INDEX = "word_index.json"
 BATCH_TEXTS = 256  # texts mapped and run at a time, so memory stays flat for any number of texts
@@ -120,25 +124,25 @@ def check_manifest(manifest, where, store):
         raise InputError(where, "has no list of label names", "re-run the script that wrote it")
 
 
-def check_model(model, manifest, where, dim):
+def check_model(info, manifest, where, dim):
     """Refuse a model whose real input or output shape disagrees with its manifest."""
     length, labels = manifest["sequence_length"], manifest["labels"]
     expected = (length,) if manifest["kind"] == "baseline" else (length, dim)
     if is_externalized(manifest):
-        check_inputs(model, manifest, where, dim)
-    elif tuple(model.input_shape[1:]) != expected:
-        raise InputError(where, f"takes inputs of shape {tuple(model.input_shape[1:])}, but its manifest says "
+        check_inputs(info, manifest, where, dim)
+    elif tuple(info.input_shape) != expected:
+        raise InputError(where, f"takes inputs of shape {tuple(info.input_shape)}, but its manifest says "
                          f"{manifest['kind']} input of shape {expected}", "re-run the script that wrote it")
-    if tuple(model.output_shape[1:]) != (len(labels),):
-        raise InputError(where, f"has {model.output_shape[-1]} outputs but its manifest names {len(labels)} labels",
+    if tuple(info.output_shape) != (len(labels),):
+        raise InputError(where, f"has {info.output_shape[-1]} outputs but its manifest names {len(labels)} labels",
                          "re-run the script that wrote it")
 
 
-def check_inputs(model, manifest, where, dim):
-    """Refuse an externalized model whose inputs are not "vectors" (L, dim) and, with a mask, "mask" (L,)."""
+def check_inputs(info, manifest, where, dim):
+    """Refuse an externalized model whose inputs are not the vectors (L, dim) and, with a mask, the mask (L,)."""
     length = manifest["sequence_length"]
     expected = {"vectors": (length, dim), **({"mask": (length,)} if manifest["mask"] else {})}
-    found = {tensor.name: tuple(tensor.shape[1:]) for tensor in model.inputs}
+    found = dict(zip(info.input_names, map(tuple, info.input_shapes)))
     if found != expected:
         shown = ", ".join(f"{name} {shape}" for name, shape in found.items())
         wanted = ", ".join(f"{name} {shape}" for name, shape in expected.items())
@@ -179,19 +183,16 @@ def read_word_index(model_dir, name):
     return index
 
 
-def check_embedding(model, word_index, where):
+def check_embedding(info, word_index, where):
     """Refuse a baseline whose word index holds ids beyond its Embedding's rows."""
-    import keras
-
-    rows = [layer.input_dim for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
     top = max(word_index.values(), default=0)
-    if rows and top >= rows[0]:
-        raise InputError(where, f"has a word index up to id {top:,} but an Embedding of {rows[0]:,} rows",
+    if info.embedding_rows is not None and top >= info.embedding_rows:
+        raise InputError(where, f"has a word index up to id {top:,} but an Embedding of {info.embedding_rows:,} rows",
                          "re-run the script that wrote it")
 
 
 def embedding_matrix(model):
-    """A baseline's frozen Embedding weights, as numpy."""
+    """A baseline's frozen Embedding weights, as numpy (Keras models only)."""
     import keras
 
     layer = next(layer for layer in model.layers if isinstance(layer, keras.layers.Embedding))
@@ -210,25 +211,42 @@ def top_labels(probabilities, labels, k):
     return [{"label": labels[i], "probability": float(probabilities[i])} for i in best]
 
 
-class Predictor:
-    """One store and K models; ``predict(texts)`` runs every model on one shared mapping."""
+def check_model_file(model_dir):
+    """Refuse a missing or damaged ``model.keras`` whichever runtime serves the model: it is the
+    model's source (``model.onnx`` is exported from it), and a damaged one means a damaged folder."""
+    path = Path(model_dir) / MODEL_FILE
+    if not path.is_file():
+        raise InputError(path, "is missing", "give a folder written by one of the two scripts")
+    if not zipfile.is_zipfile(path):
+        raise InputError(path, "is damaged (not a .keras zip archive)", "re-run the script that wrote it")
 
-    def __init__(self, store, models_dir):
-        self.store, self.models, self._with_vector = store, {}, {}
+
+class Predictor:
+    """One store and K models; ``predict(texts)`` runs every model on one shared mapping.
+
+    ``runtime`` runs the models: "keras" (the default) or "onnx" (see ``runtime.open_runtime``
+    for ``threads`` and ``fuse``). A model that ONNX cannot run runs on Keras, said in one log line.
+    """
+
+    def __init__(self, store, models_dir, runtime=None, threads=None, fuse=True):
+        self.store, self.models, self.info, self._with_vector = store, {}, {}, {}
+        self.runtimes = open_runtime(runtime, threads, fuse)
         root = Path(models_dir)
+        runtime_of = {}
         for model_dir in find_model_dirs(root):
             manifest = read_manifest(model_dir)
             where = model_dir / MANIFEST_FILE
             check_manifest(manifest, where, store)
             vocabulary = read_vocabulary(model_dir, manifest)
-            model = load_model(model_dir)
-            check_model(model, manifest, where, store.dim)
+            check_model_file(model_dir)
             name = model_dir.relative_to(root).as_posix() if model_dir != root else root.resolve().name
+            runtime_of[name], model, info = self.runtimes.load(model_dir, manifest, where, name)
+            check_model(info, manifest, where, store.dim)
             if manifest["kind"] == "baseline":
-                check_embedding(model, vocabulary, where)
+                check_embedding(info, vocabulary, where)
                 # A word of its index whose GloVe vector was missing has a zero row: not a known word.
-                self._with_vector[name] = np.any(embedding_matrix(model) != 0, axis=1)
-            self.models[name] = (model, manifest, vocabulary)
+                self._with_vector[name] = info.with_vector
+            self.models[name], self.info[name] = (model, manifest, vocabulary), info
         # External models that know the same words share one mapping, made at the longest of
         # their lengths; each baseline maps through its own word index, so it is its own group.
         # Externalized models with the same tokenizer and the same id -> vector mapping share one.
@@ -238,14 +256,26 @@ class Predictor:
             if isinstance(vocabulary, Externalized):
                 key = ("externalized", vocabulary.tokenizer.sequence_key, vocabulary.mapping_key)
             self.groups.setdefault(key, []).append(name)
+        # Each group's models, run together by their runtime (split by runtime if ONNX could not take some).
+        self._runners = {}
+        for key, group in self.groups.items():
+            by_runtime = {}
+            for name in group:
+                by_runtime.setdefault(runtime_of[name], []).append(
+                    (name, self.models[name][0], self.models[name][1]["sequence_length"]))
+            # An externalized group's models take inputs laid out each at its own length and sides
+            # (and some a mask too): one runner each, never one fused model over unlike inputs.
+            split = isinstance(key, tuple) and key[0] == "externalized"
+            self._runners[key] = [(rt.runner(part), [n for n, _, _ in part]) for rt, members in by_runtime.items()
+                                  for part in ([[m] for m in members] if split else [members])]
 
     def describe(self):
         """What each model is: kind, labels, sequence length, parameter bytes and its store."""
         return {name: {"kind": manifest["kind"], "labels": manifest["labels"],
                        "sequence_length": manifest["sequence_length"],
-                       "parameter_bytes": int(sum(np.prod(w.shape) * np.dtype(w.dtype).itemsize for w in model.weights)),
+                       "parameter_bytes": self.info[name].parameter_bytes, "runtime": self.info[name].runtime,
                        "store": manifest.get("store", {})}
-                for name, (model, manifest, _) in self.models.items()}
+                for name, (_, manifest, _) in self.models.items()}
 
     def check_request(self, models=None, top_k=None):
         """The model names to run (all by default) after checking ``models`` and ``top_k``."""
@@ -298,7 +328,7 @@ class Predictor:
         per_model = {}
         for key, group in groups:
             inputs, known = self._group_inputs(key, group, tokens, words, found, texts, sequences)
-            for name, probabilities in self._run_group(group, inputs).items():
+            for name, probabilities in self._run_group(key, group, inputs).items():
                 per_model[name] = (probabilities, self.models[name][1]["labels"], known[name])
         for i in range(len(texts)):
             result = {}
@@ -313,8 +343,6 @@ class Predictor:
     def _group_inputs(self, key, group, tokens, words, found, texts, sequences):
         """The one input a group of models shares, at the longest of their lengths, and ``{name:
         known words per text}``. An externalized group's input is ``{name: its own input}``."""
-        import keras
-
         if isinstance(key, tuple) and key[0] == "externalized":
             return self._externalized_inputs(group, texts, sequences)
         longest = max(self.models[name][1]["sequence_length"] for name in group)
@@ -327,8 +355,8 @@ class Predictor:
         word_index = found if key is None else {word: found.get(word, 0) for word in dict.fromkeys(words) if word in key}
         ids = [tokenizer.to_ids(doc, word_index) for doc in tokens]
         known = [int(np.count_nonzero(row)) for row in ids]  # an external model's ids are store rows + 1
-        # The one mapping these models share, made a tensor once rather than once per model.
-        return keras.ops.convert_to_tensor(self.store.gather(tokenizer.pad(ids, longest))), dict.fromkeys(group, known)
+        # The one mapping these models share (numpy: the runtime makes it what it needs, once).
+        return self.store.gather(tokenizer.pad(ids, longest)), dict.fromkeys(group, known)
 
     def _externalized_inputs(self, group, texts, sequences):
         """Externalized models of one tokenizer and one mapping: each text is tokenized once (shared
@@ -338,8 +366,6 @@ class Predictor:
         Models padded and truncated on the same side share one layout at their longest length and
         take its head ("post") or tail ("pre"); a model with mixed sides has a layout of its own.
         """
-        import keras
-
         first = self.models[group[0]][2]
         seqs = sequences.get(first.tokenizer.sequence_key)
         if seqs is None:  # each text split once for every tokenizer that splits alike, then ids per vocabulary
@@ -360,8 +386,7 @@ class Predictor:
         laid_out = {}
         for layout, ids in padded.items():
             at = np.searchsorted(distinct, ids)
-            laid_out[layout] = (ids, keras.ops.convert_to_tensor(np.take(table, at, axis=0)),
-                                keras.ops.convert_to_tensor(ids != 0), has_vector[at])
+            laid_out[layout] = (ids, np.take(table, at, axis=0), ids != 0, has_vector[at])
         inputs, known = {}, {}
         for name in group:
             external = self.models[name][2]
@@ -375,25 +400,20 @@ class Predictor:
             known[name] = counted.sum(axis=1).tolist()
         return inputs, known
 
-    def _run_group(self, group, inputs):
-        """``{name: probabilities}`` of each model of a group on the group's shared input.
+    def _run_group(self, key, group, inputs):
+        """``{name: probabilities}`` of the models ``group`` names of group ``key``, on the group's
+        shared input, by their runtime: one call for the whole group where the runtime can.
 
         A model shorter than the group's longest takes the tail of the input: with pre-padding
-        and pre-truncation, that is exactly its own input.
+        and pre-truncation, that is exactly its own input. An externalized group's input holds
+        each model's own (``_externalized_inputs``), so its models run one call each.
         """
-        import keras
-
-        out = {}
-        for name in group:
-            model, manifest, _ = self.models[name]
-            x = self._model_input(name, inputs)
-            out[name] = keras.ops.convert_to_numpy(model.predict_on_batch(x))
+        wanted, out = set(group), {}
+        for runner, names in self._runners[key]:
+            mine = [name for name in names if name in wanted]
+            if mine and isinstance(inputs, dict):
+                for name in mine:
+                    out.update(runner.run([name], inputs[name]))  # its vectors, or {"vectors", "mask"}
+            elif mine:
+                out.update(runner.run(mine, inputs))
         return out
-
-    def _model_input(self, name, inputs):
-        """A model's own input from its group's: the tail of the shared input at its length, or for an
-        externalized model its entry (its vectors, or ``{"vectors", "mask"}`` for a model with a mask)."""
-        if isinstance(inputs, dict):
-            return inputs[name]
-        length = self.models[name][1]["sequence_length"]
-        return inputs if length == inputs.shape[1] else inputs[:, -length:]

@@ -136,3 +136,24 @@ def test_dtype_benchmark_quick_trains_on_every_store_and_rebuilds_the_scripts_va
     assert abs(same["float32"] - figures["trained"]["float32"][str(seed)]) < 1e-6
     assert all(0 <= accuracy <= 1 for accuracy in same.values())
     assert [r["verdict"] for r in figures["rows"][::2]][0] == "n/a" and len(figures["rows"]) == 6
+
+
+def test_runtime_rows_put_todays_path_beside_onnx_and_state_every_goal():
+    import bench_runtime
+
+    def run(single, batch32, pss, per, ready):
+        phase = {"requests": 10, "errors": 0, "p50_ms": 10.0, "p99_ms": 20.0}
+        return {"ready_seconds": ready, "single": dict(phase, texts_per_second=single),
+                "batch32": dict(phase, texts_per_second=batch32), "pss_bytes": pss, "per_model_per_worker_bytes": per}
+
+    mb = 1e6
+    figures = {"k": 8, "workers": 2, "weights_bytes": 0.86 * mb, "growth": [{"k": 1, "pss_bytes": 60 * mb},
+                                                                            {"k": 100, "pss_bytes": 400 * mb}],
+               "runs": {"today": run(100, 250, 1200 * mb, 6 * mb, 20), "keras": run(200, 260, 1300 * mb, 6 * mb, 21),
+                        "onnx": run(260, 300, 300 * mb, 2 * mb, 4)}}
+    rows = {r["measure"]: r for r in bench_runtime.rows(figures)}
+    assert [(r["ratio"], r["verdict"]) for r in rows.values()][:3] == [("2.60x", "met"), ("-", "met"), ("1.20x", "met")]
+    assert rows["server, sum of worker PSS, K=8, 2 workers"]["verdict"] == "met"  # 0.25x
+    assert rows["server, PSS per extra model per worker (K=1 vs 8)"]["verdict"] == "MISSED"  # 2.33x the weights
+    assert rows["server, time from start to ready, K=8 (s)"]["ratio"] == "0.20x"
+    assert rows["one ONNX worker, K=100 models, PSS after requests"]["note"] == "K=1: 60.0 MB, K=100: 400.0 MB"

@@ -39,8 +39,8 @@ def keras2_predictions(model_path, tokenizer_path, texts, maxlen, padding="pre",
     return np.asarray(model.predict(ids, verbose=0), dtype=np.float64)
 
 
-def predictor_probabilities(store, folder, texts):
-    results = Predictor(store, folder).predict(texts)
+def predictor_probabilities(store, folder, texts, runtime="keras"):
+    results = Predictor(store, folder, runtime=runtime).predict(texts)
     name = folder.resolve().name
     labels = json.loads((folder / "manifest.json").read_text())["labels"]
     return np.array([[r[name]["probabilities"][label] for label in labels] for r in results])
@@ -87,6 +87,8 @@ def test_keras_io_model_predicts_as_before(store, keras_io, work, capsys):
     assert manifest["externalized"]["zero"] >= len(NO_VECTOR) and rows.max() <= store.count
     expected = keras_io_predictions(keras_io, TEXTS)
     np.testing.assert_allclose(predictor_probabilities(store, work / "kio", TEXTS), expected, atol=1e-5)
+    assert manifest["onnx"]["file"] == "model.onnx"  # exported at externalize time, and served the same
+    np.testing.assert_allclose(predictor_probabilities(store, work / "kio", TEXTS, "onnx"), expected, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +108,8 @@ def test_keras2_lstm_with_a_mask_predicts_as_before(store, keras2_lstm, lstm_ext
     assert manifest["labels"] == ["space", "sport", "medicine"] and manifest["externalized"]["framework"] == "tf_keras"
     expected = keras2_predictions(*keras2_lstm, TEXTS, 15)
     np.testing.assert_allclose(predictor_probabilities(store, lstm_external, TEXTS), expected, atol=1e-5)
+    assert manifest["onnx"]["file"] == "model.onnx"  # the LSTM with its mask input, on ONNX Runtime too
+    np.testing.assert_allclose(predictor_probabilities(store, lstm_external, TEXTS, "onnx"), expected, atol=1e-5)
 
 
 def test_the_mask_comes_from_the_ids_not_from_zero_vectors(store, keras2_lstm, lstm_external):

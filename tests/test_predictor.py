@@ -81,7 +81,7 @@ def test_predict_command_serves_a_baseline_model_beside_external_ones(served, tm
 
 def test_predictor_runs_a_baseline_on_its_own_word_index(served):
     work, store = served
-    predictor = Predictor(store, work / "baseline")
+    predictor = Predictor(store, work / "baseline", runtime="keras")  # compared with the Keras model's weights
     (name, (model, manifest, word_index)), = predictor.models.items()
     assert manifest["kind"] == "baseline" and predictor.groups == {("baseline", name): [name]}
     results = predictor.predict(TEXTS)
@@ -209,7 +209,7 @@ def test_a_baseline_word_without_a_vector_is_not_a_known_word(served):
     from external_embeddings.predictor import embedding_matrix
 
     work, store = served
-    predictor = Predictor(store, work / "baseline")
+    predictor = Predictor(store, work / "baseline", runtime="keras")  # embedding_matrix reads a Keras model
     (name, (model, _, word_index)), = predictor.models.items()
     rows = embedding_matrix(model)
     missing = [w for w, i in word_index.items() if not rows[i].any()]

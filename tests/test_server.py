@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import json
+import os
 import shutil
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -143,6 +145,29 @@ def test_models_health_and_metrics(server, served):
     assert 'kee_requests_total{endpoint="predict",status="200"}' in metrics.text
     assert 'kee_model_texts_total{model="base/pretrained_word_embeddings"}' in metrics.text
     assert "kee_batch_texts_bucket" in metrics.text and "kee_request_seconds_bucket" in metrics.text
+
+
+def test_onnx_workers_never_load_tensorflow(served, models, expected):
+    """After serving requests, neither worker has imported TensorFlow or Keras or mapped
+    TensorFlow's library; each has its share of the cores as threads; the answers are Keras'."""
+    _, store = served
+    proc, url, _ = serve(store, models, "--runtime", "onnx", "--workers", "2", "--poll-seconds", "0")
+    try:
+        workers = [w.pid for w in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(w.cmdline())]
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for _ in range(6):
+                for text, result in zip(TEXTS, client.post("/v1/predict", json={"texts": TEXTS}).json()["results"]):
+                    check_same(result, expected[text])
+                worker = client.get("/v1/models").json()["worker"]
+                assert worker["runtime"] == "onnx" and worker["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+                assert worker["imported"] == {"tensorflow": False, "keras": False, "onnxruntime": True}
+            assert {m["runtime"] for m in client.get("/v1/models").json()["models"]} == {"onnx"}
+        assert len(workers) == 2
+        for pid in workers:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            assert "onnxruntime" in maps and "libtensorflow" not in maps and "_pywrap_tensorflow" not in maps
+    finally:
+        stop(proc)
 
 
 JSON = {"Content-Type": "application/json"}

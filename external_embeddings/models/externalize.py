@@ -27,12 +27,13 @@ BATCH = 256
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 
 
-def after_model_saved(model_dir):
-    """Hook: called once ``model.keras`` is written into the (still temporary) output folder.
+def after_model_saved(model, model_dir, output):
+    """Once ``model.keras`` is written into the (still temporary) output folder: ``model.onnx``
+    beside it, as a script's save writes it, checked against the model within 1e-5. Returns the
+    manifest's ``"onnx"`` entry, or None after one line saying the model will run on Keras."""
+    from .onnx_export import export_quietly
 
-    The ONNX export of the runtime work plugs in here, so that an externalized model gets the
-    same extra files as a script's model; it does nothing yet.
-    """
+    return export_quietly(model, model_dir, output)
 
 
 def _name(layer):
@@ -309,7 +310,7 @@ def externalize(model_path, store, output, tokenizer=None, maxlen=None, padding=
         if len(match.kept_ids):
             np.savez(tmp / KEPT_FILE, ids=match.kept_ids, vectors=match.kept_vectors)
         model.save(tmp / MODEL_FILE)
-        after_model_saved(tmp)
+        onnx = after_model_saved(model, tmp, output)
         saved = load_model(tmp)  # what predict and serve will load, in safe mode
         worst = _compare(source, parts, tokenization, saved, store, match, texts, tmp, tokenization.spec)
         if not worst <= CHECK_TOLERANCE:
@@ -327,6 +328,8 @@ def externalize(model_path, store, output, tokenizer=None, maxlen=None, padding=
                     "labels": label_names, "store": store.describe(), "rows": ROWS_FILE,
                     "kept_rows": KEPT_FILE if len(match.kept_ids) else None, "mask": mask,
                     "source": {"file": source.path.name, "sha256": source.sha256}, "externalized": details}
+        if onnx is not None:
+            manifest["onnx"] = onnx
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
     return {**details, "model": str(source.path), "output": str(output), "store": str(store.path),
             "original_bytes": source.path.stat().st_size, "output_bytes": _dir_bytes(output),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..atomic import atomic_dir
 from .model import MANIFEST_FILE, MODEL_FILE
+from .onnx_export import export_quietly
 
 SCRIPTS = ("pretrained_word_embeddings", "pretrained_external_word_embeddings")
 METRICS_FILE = "metrics.json"
@@ -24,14 +25,21 @@ def peak_rss_bytes():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
-def save_run(out_dir, model, manifest, files, metrics):
-    """Write the model, manifest, extra JSON ``files`` and metrics.json into ``out_dir`` atomically.
+def save_run(out_dir, model, manifest, files, metrics, sample_inputs=None):
+    """Write the model, its ONNX export, manifest, extra JSON ``files`` and metrics.json into
+    ``out_dir`` atomically.
 
     The run is built in a temporary folder beside ``out_dir`` and swapped in at the end, so an
-    interrupted save leaves the previous run, not half of a new one. Returns the metrics.
+    interrupted save leaves the previous run, not half of a new one. ``model.onnx`` is exported
+    from the same weights and checked against the Keras model on ``sample_inputs`` (default: a
+    few made-up ones); the manifest records it, or, if it could not be exported, a printed line
+    says that the model will be served on Keras. Returns the metrics.
     """
     with atomic_dir(out_dir, replace=True) as tmp:
         model.save(tmp / MODEL_FILE)
+        onnx_entry = export_quietly(model, tmp, out_dir, sample_inputs)
+        if onnx_entry is not None:
+            manifest = {**manifest, "onnx": onnx_entry}
         for name, content in {MANIFEST_FILE: manifest, **files}.items():
             (tmp / name).write_text(json.dumps(content, indent=1) + "\n")
         metrics["artifacts"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}

@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import InputError
-from ..models.model import native_logs_hidden
+from ..runtime import open_runtime
 from ..store import EmbeddingStore
 from ..text.tokenizer import check_texts
 from . import open_inference
@@ -34,7 +35,8 @@ from .oip_codec import ProtocolError
 # Defaults; each is a KEE_SERVE_<NAME> variable and a serve option.
 DEFAULTS = {"MAX_TEXTS": 1024, "MAX_BYTES": 4_000_000, "BATCH_TEXTS": 64, "BATCH_WAIT_MS": 0.0,
             "POLL_SECONDS": 2.0, "LOAD_FIRST": 0, "GRPC_PORT": 0, "HOST": "127.0.0.1", "LIMIT_CONCURRENCY": 256,
-            "BODY_TIMEOUT": 60.0, "HEADER_TIMEOUT": 10.0, "MAX_CONNECTIONS": 1000}
+            "BODY_TIMEOUT": 60.0, "HEADER_TIMEOUT": 10.0, "MAX_CONNECTIONS": 1000, "RUNTIME": "",
+            "THREADS": -1, "FUSE": 1}
 
 
 class Refused(Exception):
@@ -127,10 +129,12 @@ def create_app():
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
-    with native_logs_hidden():  # TensorFlow's C++ start-up chatter, once per worker
-        import keras  # noqa: F401
+    runtime = open_runtime(setting("RUNTIME") or None, None if setting("THREADS") < 0 else setting("THREADS"),
+                           bool(setting("FUSE")))
+    if runtime.name == "keras":  # TensorFlow's start-up (and its C++ chatter) before serving, once per worker
+        runtime.get("keras")
     store = EmbeddingStore.open(store_path)  # checked (verify) by the serve command before spawning
-    models = ModelSet(store, models_dir)
+    models = ModelSet(store, models_dir, runtime)
     metrics, render_metrics = make_metrics()
 
     def counted(names, count):
@@ -185,7 +189,10 @@ def create_app():
     @endpoint("models")
     async def list_models(request):
         predictor = ready()
-        return JSONResponse({"generation": models.generation, "store": store.describe(),
+        # What this worker runs on, and whether it has imported TensorFlow (it must not on ONNX).
+        worker = {"pid": os.getpid(), "runtime": runtime.name, "threads": runtime.threads,
+                  "imported": {name: name in sys.modules for name in ("tensorflow", "keras", "onnxruntime")}}
+        return JSONResponse({"generation": models.generation, "store": store.describe(), "worker": worker,
                              "models": [{"name": name, **d} for name, d in predictor.describe().items()]})
 
     @endpoint("reload")

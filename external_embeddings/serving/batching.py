@@ -1,8 +1,8 @@
 """What a server worker holds besides HTTP: the current model set (reloaded and swapped whole)
 and the micro-batcher that runs concurrent requests through the Predictor together.
 
-One inference thread per worker: TensorFlow already uses every core for one batch, and a
-single thread means a batch never competes with another batch of the same worker. Loading
+One inference thread per worker: the runtime already uses the worker's cores for one batch
+(``--threads``), and a single thread means a batch never competes with another batch of the same worker. Loading
 (start-up and reloads) runs in another thread, so the old set keeps serving meanwhile; the
 new set replaces the old one in one assignment, and each batch takes the set once, so no
 request ever sees half of a set.
@@ -42,8 +42,8 @@ def folder_signature(models_dir):
 class ModelSet:
     """The Predictor being served; ``reload`` builds a new one beside it and swaps it in."""
 
-    def __init__(self, store, models_dir):
-        self.store, self.models_dir = store, Path(models_dir)
+    def __init__(self, store, models_dir, runtime=None):
+        self.store, self.models_dir, self.runtime = store, Path(models_dir), runtime
         self.predictor, self.error, self.generation = None, "loading the models", 0
         self.signature = self.refused = None
         self.on_loaded = lambda: None  # called after each successful load
@@ -54,7 +54,7 @@ class ModelSet:
 
         signature = folder_signature(self.models_dir)
         try:
-            return signature, Predictor(self.store, self.models_dir), None
+            return signature, Predictor(self.store, self.models_dir, runtime=self.runtime), None
         except InputError as e:
             return signature, None, str(e)
         except Exception as e:  # a file vanishing mid-read, Keras internals: refuse the set, keep serving

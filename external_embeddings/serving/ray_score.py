@@ -160,18 +160,16 @@ class Scorer:
     It refuses to start when its node's copy of the store is not the driver's.
     """
 
-    def __init__(self, store_path, models_dir, fingerprint, probabilities):
+    def __init__(self, store_path, models_dir, fingerprint, probabilities, runtime=None, fuse=True):
         import ray
 
         store = open_node_store(store_path, fingerprint)
+        # Its own CPUs, not every core of the node, which the runtime would otherwise take.
         cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)) or 1
-        import tensorflow as tf  # before any model: TF would otherwise use every core of the node
-
-        tf.config.threading.set_intra_op_parallelism_threads(cpus)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
         from ..predictor import Predictor
 
-        self.predictor, self.probabilities = Predictor(store, models_dir), probabilities
+        self.predictor = Predictor(store, models_dir, runtime, threads=cpus, fuse=fuse)
+        self.probabilities = probabilities
         fields = [("row", pa.int64()), ("error", pa.string())]
         for name, (_, manifest, _) in self.predictor.models.items():
             fields += [(f"{name}/label", pa.string()), (f"{name}/probability", pa.float64()),
@@ -198,7 +196,7 @@ class Scorer:
 
 
 def score(store_path, models_dir, input_path, output_path, address=None, actors=None, probabilities=False,
-          progress=True):
+          progress=True, runtime=None, fuse=True):
     """Score ``input_path`` into ``output_path``; return a summary dict (rows, scored, bad, models, seconds)."""
     from ..store.embedding_store import EmbeddingStore
 
@@ -225,7 +223,7 @@ def score(store_path, models_dir, input_path, output_path, address=None, actors=
                   for start in range(0, len(table), BLOCK_ROWS)]
         dataset = ray.data.from_arrow(blocks).map_batches(
             Scorer, fn_constructor_args=(on_every_node(store_path), on_every_node(models_dir), fingerprint,
-                                         probabilities),
+                                         probabilities, runtime, fuse),
             batch_size=BATCH_ROWS, batch_format="pyarrow", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=min(size, len(blocks))))  # no actor without a block
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,8 @@ def application(settings, fingerprint, replicas=1):
 
     from .app import DEFAULTS, create_app
 
-    env = {**settings, "KEE_SERVE_LOAD_FIRST": "1"}  # started = models loaded (server.create_app's lifespan)
+    # started = models loaded (server.create_app's lifespan); one thread, as the replica has one CPU.
+    env = {"KEE_SERVE_THREADS": "1", **settings, "KEE_SERVE_LOAD_FIRST": "1"}
     # Serve's defaults are 5 requests under way per replica and a queue without end before them;
     # the app takes --limit-concurrency at once (it micro-batches them), and Serve's proxy queues at
     # most as many more, then answers 503 itself.

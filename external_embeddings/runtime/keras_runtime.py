@@ -1,0 +1,100 @@
+"""Keras: each model's ``model.keras``, and a group's models fused into one model with K outputs.
+
+Every ``predict_on_batch`` call costs ~3 ms besides its work (TensorFlow's function call and
+its copies), so K models called one by one cost K of those on every batch: single-text
+requests ran at 40% of what the CPU gave batched ones. A ``keras.Model`` whose outputs are
+the K models' outputs on the one input runs them as one call; its layers are the models'
+own, so it holds no second copy of any weight. A request for some of a group's models runs
+those alone, as before fusion, rather than tracing a new model for every subset.
+"""
+
+import importlib
+
+from ..models.model import load_model, native_logs_hidden
+from ..models.onnx_export import embedding_layer
+from .common import ModelInfo, as_list, tail
+
+
+def _configure_threads(threads):
+    """TensorFlow's threads for this process; possible only before its first operation."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already ran something here: it keeps the threads it has
+        pass
+
+
+class KerasRuntime:
+    name = "keras"
+
+    def __init__(self, threads, fuse=True):
+        with native_logs_hidden():  # TensorFlow's C++ start-up chatter
+            importlib.import_module("keras")
+            if threads:
+                _configure_threads(threads)
+        self.fuse = fuse
+
+    def load(self, model_dir, manifest, where):
+        return load_model(model_dir)
+
+    def info(self, model):
+        import keras
+        import numpy as np
+
+        layer = embedding_layer(model)
+        return ModelInfo("keras", tuple(tuple(t.shape[1:]) for t in model.inputs), tuple(model.output_shape[1:]),
+                         int(sum(np.prod(w.shape) * np.dtype(w.dtype).itemsize for w in model.weights)),
+                         None if layer is None else int(layer.input_dim),
+                         None if layer is None else np.any(keras.ops.convert_to_numpy(layer.embeddings) != 0, axis=1),
+                         tuple(t.name for t in model.inputs))
+
+    def runner(self, members):
+        return KerasGroup(members, self.fuse)
+
+
+class KerasGroup:
+    """A group's models: fused into one call when all of them are asked for (and ``fuse``)."""
+
+    def __init__(self, members, fuse):
+        self.members = {name: (model, length) for name, model, length in members}
+        self.fused = _fuse(members) if fuse and len(members) > 1 else None
+
+    def run(self, names, inputs):
+        import keras
+
+        if isinstance(inputs, dict):  # one model's named inputs (an externalized model's vectors and mask)
+            return {name: keras.ops.convert_to_numpy(self.members[name][0].predict_on_batch(inputs)) for name in names}
+        if self.fused is not None and len(names) == len(self.members):
+            arrays = as_list(inputs)
+            outputs = self.fused.predict_on_batch(arrays if len(arrays) > 1 else arrays[0])
+            return {name: keras.ops.convert_to_numpy(p) for name, p in zip(self.members, outputs) if name in names}
+        # Made a tensor once for the group, not once per model.
+        arrays = [keras.ops.convert_to_tensor(a) for a in as_list(inputs)]
+        out = {}
+        for name in names:
+            model, length = self.members[name]
+            x = tail(arrays, length)
+            out[name] = keras.ops.convert_to_numpy(model.predict_on_batch(x if len(x) > 1 else x[0]))
+        return out
+
+
+def _fuse(members):
+    """One ``keras.Model``: the group's input(s) at the longest length, each model on its tail.
+
+    Each model is wrapped in a model of its own name first: models saved by separate runs carry
+    the same names (``functional``), and a Keras model's layers must be named uniquely.
+    """
+    import keras
+
+    longest = max(length for _, _, length in members)
+    first = next(model for _, model, length in members if length == longest)
+    inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype) for t in first.inputs]
+    outputs = []
+    for i, (_, model, length) in enumerate(members):
+        own = [keras.Input(shape=t.shape[1:], dtype=t.dtype) for t in model.inputs]
+        member = keras.Model(own, model(own if len(own) > 1 else own[0]), name=f"member_{i}")
+        x = [t if length == longest else t[:, -length:] for t in inputs]
+        outputs.append(member(x if len(x) > 1 else x[0]))
+    return keras.Model(inputs, outputs, name="fused")
