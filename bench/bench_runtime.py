@@ -11,7 +11,7 @@ Three sides, one after the other in this run, each a real ``serve`` process:
 * onnx arena: the same with ``KEE_ONNX_ARENA=1`` (one arena shared by the sessions).
 
 Per side: time from start to the ready line, single-text requests and 32-text requests (texts/s,
-p50/p99 ms; bench_serve.py's load generator, each phase bounded in time and requests), the sum of
+p50/p99 ms; the load generator of bench/common.py, each phase bounded in time and requests), the sum of
 the workers' PSS with the 8 models after the load, and the PSS per extra model per worker
 (K = 1 vs K = 8, after a few requests). Then one worker serving K = 1 .. 100 external models on
 ONNX: PSS after requests. The 100 folders are hard links to the 8 models' files: ONNX Runtime
@@ -31,11 +31,10 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_memory  # noqa: E402
-import bench_serve  # noqa: E402
 import common  # noqa: E402
 
 K, WORKERS = 8, 2
-ENV = bench_serve.ENV
+ENV = common.SERVE_ENV
 SIDES = {"today": ["--runtime", "keras", "--no-fuse", "--threads", "0"], "keras": ["--runtime", "keras"],
          "onnx": ["--runtime", "onnx"], "onnx arena": ["--runtime", "onnx"]}
 SIDE_ENV = {"onnx arena": {"KEE_ONNX_ARENA": "1"}}  # ONNX with one shared arena (faster, more memory)
@@ -63,8 +62,8 @@ def workers_pss(server):
 
 def after_requests(server, singles, batches):
     """PSS once a few requests of both sizes have run (the runtimes' buffers are then allocated)."""
-    asyncio.run(bench_serve.load(server.url, singles, 1, 30, 16, clients=2))
-    asyncio.run(bench_serve.load(server.url, batches, 32, 60, 8, clients=2))
+    asyncio.run(common.load(server.url, singles, 1, 30, 16, clients=2))
+    asyncio.run(common.load(server.url, batches, 32, 60, 8, clients=2))
     time.sleep(0.5)
     return workers_pss(server)
 
@@ -82,21 +81,21 @@ def main(argv=None):
     weights = bench_memory.cnn_bytes(dirs[0])
     store_path = store.path
     del store
-    singles, batches = bench_serve.request_bodies(corpus.texts)
+    singles, batches = common.request_bodies(corpus.texts)
 
     runs = {}
     for side, options in SIDES.items():
-        bench_serve.ENV = {**ENV, **SIDE_ENV.get(side, {})}  # the servers' environment (read when each starts)
-        server = bench_serve.Server(store_path, bench_serve.model_folder("external", dirs, K), options)
+        env = {**ENV, **SIDE_ENV.get(side, {})}  # the servers' environment
+        server = common.Server(store_path, common.model_folder("external", dirs, K), options, env=env)
         try:
             run = {"ready_seconds": server.ready_seconds,
-                   **bench_serve.load_test(server.url, singles, batches, seconds, max_requests)}
+                   **common.load_test(server.url, singles, batches, seconds, max_requests)}
             run["pss_bytes"] = workers_pss(server)
         finally:
             server.stop()
         pss = {}
         for k in (1, K):
-            server = bench_serve.Server(store_path, bench_serve.model_folder("external", dirs, k), options)
+            server = common.Server(store_path, common.model_folder("external", dirs, k), options, env=env)
             try:
                 pss[k] = after_requests(server, singles, batches)
             finally:
@@ -106,10 +105,9 @@ def main(argv=None):
         runs[side] = run
         print(f"{side}: {json.dumps(run)}", flush=True)
 
-    bench_serve.ENV = ENV
     growth = []
     for k in curve:
-        server = bench_serve.Server(store_path, linked_models(dirs, k), ["--runtime", "onnx", "--workers", "1"])
+        server = common.Server(store_path, linked_models(dirs, k), ["--runtime", "onnx"], workers=1)
         try:
             loaded = workers_pss(server)
             growth.append({"k": k, "ready_seconds": server.ready_seconds, "pss_loaded_bytes": loaded,
@@ -118,11 +116,11 @@ def main(argv=None):
             server.stop()
         print(f"one ONNX worker, K={k}: {json.dumps(growth[-1])}", flush=True)
 
-    figures = {"k": K, "workers": WORKERS, "clients": bench_serve.CLIENTS, "seconds": seconds,
+    figures = {"k": K, "workers": WORKERS, "clients": common.CLIENTS, "seconds": seconds,
                "max_requests": max_requests, "texts": len(corpus.texts), "weights_bytes": weights, "runs": runs,
                "growth": growth}
     figures["rows"] = rows(figures)
-    common.print_rows(f"Runtimes: K={K} external models, {WORKERS} workers, {bench_serve.CLIENTS} clients "
+    common.print_rows(f"Runtimes: K={K} external models, {WORKERS} workers, {common.CLIENTS} clients "
                       "(original = today's Keras, each model alone; external = ONNX)", figures["rows"])
     return common.save_json(args, figures)
 

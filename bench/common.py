@@ -242,7 +242,7 @@ def model_folder(kind, dirs, k):
 class Server:
     """A real ``serve`` process; ``ready_seconds`` is from start to its ready line."""
 
-    def __init__(self, store_path, models, options=(), workers=WORKERS):
+    def __init__(self, store_path, models, options=(), workers=WORKERS, env=None):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -250,7 +250,7 @@ class Server:
         started = time.perf_counter()
         self.proc = subprocess.Popen([sys.executable, "-m", "external_embeddings", "serve", "--store", str(store_path),
                                       "--models", str(models), "--port", str(port), "--workers", str(workers),
-                                      "--poll-seconds", "0", *options], env=SERVE_ENV, cwd=ROOT,
+                                      "--poll-seconds", "0", *options], env=env or SERVE_ENV, cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
         self.ready_seconds = time.perf_counter() - started
