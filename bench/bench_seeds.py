@@ -10,7 +10,8 @@ Sides: the baseline, the external script (every word the store holds) and, with 
 --sides, the external script like for like (``--STORE_VOCABULARY=false``). Runs already made
 (their metrics.json, with the per-epoch history, exists) are reused, so an interrupted run resumes.
 
-Run: python bench/bench_seeds.py [--quick] [--seeds 1337,2,3] [--sides baseline,external,like] [--json FILE]
+Run: python bench/bench_seeds.py [--quick] [--seeds 1337,2,3] [--sides baseline,external,like] [--made-only]
+[--json FILE]
 """
 
 import argparse
@@ -74,13 +75,18 @@ def settings(quick):
     return [f"--TEXT_DATA_DIR={common.TRAIN_TAR}", "--CORPUS_URL=", f"--CACHE_DIR={common.CACHE}"]
 
 
-def train(side, seed, shared, label):
-    """One run of one side with one seed, in a subprocess; returns its metrics.json (reused when made)."""
+def train(side, seed, shared, label, made_only=False):
+    """One run of one side with one seed, in a subprocess; returns its metrics.json (reused when made).
+
+    With ``made_only``, a run not made yet is not trained: None.
+    """
     script, extra = SIDES[side]
     out = WORK / label / f"{side}-{seed}"
     path = out / script / "metrics.json"
     if path.exists() and "val_accuracy_by_epoch" in (metrics := json.loads(path.read_text())):
         return metrics
+    if made_only:
+        return None
     command = [sys.executable, f"{script}.py", *shared, *extra, f"--SEED={seed}", f"--OUTPUT_DIR={out}"]
     print(f"  {side}, SEED {seed}: {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
@@ -120,6 +126,8 @@ def main(argv=None):
     parser.add_argument("--seeds", help="comma-separated seeds (default: 1337,2,3; --quick: 1337,2)")
     parser.add_argument("--sides", default="baseline,external,like",
                         help="comma-separated, of baseline, external, like (default: all three)")
+    parser.add_argument("--made-only", action="store_true",
+                        help="train nothing: summarize the runs already made (while others still run)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in (args.seeds or ("1337,2" if args.quick else "1337,2,3")).split(",")]
@@ -133,12 +141,17 @@ def main(argv=None):
     # Like for like last: it repeats the baseline's inputs, so the other two sides come first.
     for side, seed in sorted(((side, seed) for side in sides for seed in seeds),
                              key=lambda p: (p[0] == "like", seeds.index(p[1]), sides.index(p[0]))):
-        runs[side][seed] = train(side, seed, shared, label)
+        if (metrics := train(side, seed, shared, label, args.made_only)) is not None:
+            runs[side][seed] = metrics
+    runs = {side: by_seed for side, by_seed in runs.items() if by_seed}
+    if not runs:
+        parser.error("no runs made yet")
     summary = summarize(runs)
-    figures = {"machine": machine(), "seeds": seeds, "settings": shared,
-               "versions": next(iter(runs[sides[0]].values())).get("versions"),
+    made = [seed for seed in seeds if any(seed in by_seed for by_seed in runs.values())]
+    figures = {"machine": machine(), "seeds": made, "settings": shared,
+               "versions": next(iter(next(iter(runs.values())).values())).get("versions"),
                "commands": {side: f"python {SIDES[side][0]}.py {' '.join(shared + SIDES[side][1])} --SEED=<seed>"
-                            for side in sides},
+                            for side in runs},
                "sides": summary}
     print_table(figures)
     out = common.RESULTS / f"seeds-{label}.json"
