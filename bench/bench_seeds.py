@@ -51,16 +51,19 @@ def quick_data(folder, topics=3, words=8, docs=30, dim=8):
     for t in range(topics):
         vocab.append([f"topic{t}word{w}" for w in range(words)])
         for word in vocab[-1]:
-            vector = rng.normal(0, 0.1, dim)
+            vector = rng.normal(0, 0.3, dim)
             vector[t % dim] += 1
             lines.append(word + " " + " ".join(f"{x:.5f}" for x in vector))
+    common_words = [f"common{w}" for w in range(4 * words)]  # most of each document: no topic in them
+    lines += [word + " " + " ".join(f"{x:.5f}" for x in rng.normal(0, 0.3, dim)) for word in common_words]
     folder.mkdir(parents=True, exist_ok=True)
     vectors.write_text("\n".join(lines) + "\n")
     partial = common.fresh_dir(folder / "corpus.partial")
     for t, topic_words in enumerate(vocab):
         (partial / f"topic{t}").mkdir()
         for d in range(docs):
-            text = " ".join(rng.choice(topic_words + ["the", "a", "of"], size=int(rng.integers(5, 30))))
+            # Few topic words among many common ones, so one epoch does not learn it all (accuracy < 1).
+            text = " ".join(rng.choice(topic_words + common_words, size=int(rng.integers(5, 30))))
             (partial / f"topic{t}" / str(t * docs + d)).write_text(f"Subject: post\n\n{text}\n")
     partial.rename(corpus)
     return vectors, corpus
