@@ -39,7 +39,8 @@ VALIDATION_SPLIT = 0.2
 BATCH_SIZE = 128
 # Passes over the training documents; 10 as in the original.
 EPOCHS = 10
-# One seed for the split, the shuffling, the demo corpus and Keras, so runs repeat.
+# One seed for the split, the shuffling, the demo corpus and Keras, so runs repeat exactly: on the same CPU
+# model, with the same thread count and the same versions (docs/accuracy.md says why, and by how much not).
 SEED = 1337
 # Refuse to build any single input array larger than this (the old external script built 8 GB).
 MAX_MATERIALIZE_BYTES = 2 * 1024**3

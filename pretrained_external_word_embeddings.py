@@ -27,7 +27,7 @@ from external_embeddings import errors, settings, sources
 from external_embeddings.text import tokenizer
 from external_embeddings.text.corpus import split
 from external_embeddings.models.model import conv_classifier
-from external_embeddings.models.results import peak_rss_bytes, report, save_run
+from external_embeddings.models.results import accuracy_by_epoch, peak_rss_bytes, report, run_conditions, save_run
 
 
 def main(argv=None):
@@ -88,10 +88,11 @@ def main(argv=None):
     manifest = {"kind": kind, "store": store.describe(), "labels": corpus.label_names,
                 "sequence_length": cfg.MAX_SEQUENCE_LENGTH, "tokenizer": tokenizer.SETTINGS,
                 "vocabulary": next(iter(files), "store")}  # the file of the words it knows, or every store word
-    metrics = {"val_accuracy": float(history.history["val_accuracy"][-1]), "test_accuracy": test_accuracy,
+    metrics = {**accuracy_by_epoch(history), "test_accuracy": test_accuracy,
                "train_seconds": train_seconds, "train_samples_per_second": len(train) * cfg.EPOCHS / train_seconds,
                "peak_rss_bytes": peak_rss_bytes(), "epochs": cfg.EPOCHS, "train_samples": len(train),
-               "val_samples": len(val), "corpus": corpus.source, "vectors": store.manifest["source"]["file"]}
+               "val_samples": len(val), "corpus": corpus.source, "vectors": store.manifest["source"]["file"],
+               **run_conditions(cfg.SEED)}
     save_run(out_dir, model, manifest, files, metrics)
     report(out_dir, metrics)
     return metrics

@@ -1,4 +1,5 @@
-"""Benchmark pieces: bench_open's open vs parse, the synthetic vectors, bench_scale and bench_dtypes --quick end to end."""
+"""Benchmark pieces: bench_open's open vs parse, the synthetic vectors, bench_scale, bench_dtypes and bench_seeds
+--quick end to end."""
 
 import json
 import os
@@ -157,3 +158,28 @@ def test_runtime_rows_put_todays_path_beside_onnx_and_state_every_goal():
     assert rows["server, PSS per extra model per worker (K=1 vs 8)"]["verdict"] == "MISSED"  # 2.33x the weights
     assert rows["server, time from start to ready, K=8 (s)"]["ratio"] == "0.20x"
     assert rows["one ONNX worker, K=100 models, PSS after requests"]["note"] == "K=1: 60.0 MB, K=100: 400.0 MB"
+
+
+def test_seeds_benchmark_quick_gives_spread_of_final_and_best_per_side(tmp_path):
+    """bench_seeds --quick: 2 seeds x 2 sides, 1 epoch each on a tiny corpus, each run in its own process."""
+    out = tmp_path / "figures.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_seeds.py"), "--quick", "--sides=baseline,like",
+                           "--json", str(out)], env={**os.environ, "BENCH_RESULTS_DIR": str(tmp_path / "results")},
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures == json.loads((tmp_path / "results" / "seeds-quick.json").read_text())
+    assert figures["seeds"] == [1337, 2] and set(figures["sides"]) == {"baseline", "like"}
+    assert figures["machine"]["cores"] >= 1 and figures["machine"]["cpu"]
+    assert set(figures["versions"]) == {"tensorflow", "keras", "numpy"}
+    assert "--STORE_VOCABULARY=false" in figures["commands"]["like"]
+    for side in figures["sides"].values():
+        finals = [run["final"] for run in side["runs"].values()]
+        assert side["final"]["n"] == 2 and side["final"]["min"] == min(finals) and side["final"]["max"] == max(finals)
+        assert all(run["by_epoch"][-1] == run["final"] and run["best_epoch"] == 1 for run in side["runs"].values())
+        assert side["best"]["mean"] >= side["final"]["mean"]
+    # Like for like, the external model sees the baseline's inputs from the same initial weights.
+    by_epoch = {side: {seed: run["by_epoch"] for seed, run in figures["sides"][side]["runs"].items()}
+                for side in ("baseline", "like")}
+    assert by_epoch["like"] == by_epoch["baseline"]
+    assert "baseline  final  mean" in done.stdout

@@ -65,6 +65,9 @@ def test_second_script_prints_both_runs_side_by_side(runs):
     metrics = {n: json.loads((output / n / "metrics.json").read_text()) for n in SCRIPTS}
     row = next(line for line in table if line.startswith("validation accuracy")).split()[-2:]
     assert row == [f"{metrics[n]['val_accuracy']:.4f}" for n in SCRIPTS]
+    best = next(line for line in table if line.strip().startswith("best epoch's")).split("best epoch's")[1]
+    assert best.split() == [w for n in SCRIPTS for w in
+                            (f"{metrics[n]['best_val_accuracy']:.4f}", "(epoch", f"{metrics[n]['best_epoch']})")]
     sizes = next(line for line in table if line.strip().startswith("word_index.json")).split()
     assert sizes[1:] == [f"{metrics['pretrained_word_embeddings']['artifacts']['word_index.json'] / 1e6:,.2f}", "MB",
                          "-"]  # the baseline's file, shown from its metrics.json; the external run has none

@@ -1,6 +1,8 @@
 """Save a trained run (model, manifest, metrics.json) and print it beside the other script's run."""
 
 import json
+import os
+import platform
 import re
 import resource
 from pathlib import Path
@@ -23,6 +25,48 @@ def peak_rss_bytes():
         return int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024
     except (OSError, AttributeError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def accuracy_by_epoch(history):
+    """The last epoch's validation accuracy, the best epoch's (1-based; the first of equals) and every epoch's.
+
+    One figure hides how far validation accuracy swings from one epoch to the next (several points
+    on the real split), so metrics.json keeps the whole curve beside the final figure.
+    """
+    values = [float(v) for v in history.history["val_accuracy"]]
+    best = max(range(len(values)), key=values.__getitem__)
+    return {"val_accuracy": values[-1], "best_val_accuracy": values[best], "best_epoch": best + 1,
+            "val_accuracy_by_epoch": values}
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_conditions(seed):
+    """What a run's figures repeat exactly under: the seed, the CPU and its threads, the library versions.
+
+    The same seed repeats a run's metrics exactly only on the same CPU, with the same number of
+    threads and the same versions (docs/accuracy.md); recording them says whether two runs can agree.
+    """
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"seed": seed, "cpu": cpu_model(), "cores": cores,
+            # TensorFlow's own setting, else TF_NUM_INTRAOP_THREADS, else its default: one per usable core.
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()
+            or int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or cores,
+            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": numpy.__version__}}
 
 
 def save_run(out_dir, model, manifest, files, metrics, sample_inputs=None):
@@ -57,6 +101,8 @@ def _rows(metrics):
     accuracy = lambda v: f"{v:.4f}"  # noqa: E731
     rows = {
         "validation accuracy": _figure(metrics.get("val_accuracy"), accuracy),
+        "  best epoch's": _figure(metrics.get("best_val_accuracy"), accuracy) +
+        (f" (epoch {metrics['best_epoch']})" if isinstance(metrics.get("best_epoch"), int) else ""),
         "test accuracy": "n/a" if metrics.get("test_accuracy", 0) is None else
         _figure(metrics.get("test_accuracy"), accuracy),
         "training time": _figure(metrics.get("train_seconds"), lambda v: f"{v:,.1f} s"),
