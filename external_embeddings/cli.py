@@ -18,7 +18,11 @@ from .text.tokenizer import check_texts
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a bad option as one ``error:`` line (as every InputError is), not the usage first."""
+    """argparse, with a bad option as one ``error:`` line (as every InputError is), not the usage first,
+    and no abbreviated options: ``--stor`` silently meaning ``--store`` hides typos in scripts."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
@@ -205,6 +209,20 @@ def _check_grpc_port(args):
                              "give a free port") from None
 
 
+def _check_port(host, port):
+    """Refuse a --port another server holds, in one line before the workers start (uvicorn would
+    log its own error and exit 3 once the store and models were checked)."""
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closing socket is no holder
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise InputError("command line", f"--port {port} on {host} cannot be bound ({e.strerror})",
+                             "stop the server that holds it, or give another --port") from None
+
+
 def _serve(args):
     import tempfile
     import threading
@@ -229,6 +247,8 @@ def _serve(args):
         raise InputError("command line", f"--threads {args.threads} is too small", "give 1 or more, or 0 for the "
                          "library's own default")
     check_installed(args.runtime)  # before the workers start: one line, not a traceback in each
+    if not args.ray:
+        _check_port(args.host, args.port)
     store = EmbeddingStore.open(args.store, verify=True)
     dirs = _check_models(store, args.models)
     store_path, fingerprint = store.path.resolve(), store.fingerprint

@@ -91,7 +91,8 @@ def find_model_dirs(models_dir):
     to folders too; hidden folders are skipped (see ``walk_models``)."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
-        raise InputError(models_dir, "is not a folder", "give the folder holding the trained models")
+        raise InputError(models_dir, "is not a folder" if models_dir.exists() else "does not exist",
+                         "give the folder holding the trained models")
     found = sorted(folder for folder, files in walk_models(models_dir) if MODEL_FILE in files)
     if not found:
         raise InputError(models_dir, f"holds no {MODEL_FILE}",

@@ -69,7 +69,7 @@ def _parse(key, text, default, origin):
         return text
     except ValueError:
         raise InputError(origin, f"{key}={text!r} is not a valid {kind.__name__}",
-                         f"give {key} a {kind.__name__} such as {default!r}") from None
+                         f"give {key} {'an' if kind.__name__[0] in 'aeiou' else 'a'} {kind.__name__} such as {default!r}") from None
 
 
 def _natural(name):

@@ -363,3 +363,15 @@ def test_a_keras3_sequential_with_a_bidirectional_rnn_and_one_sigmoid(store, ker
     ids = tf_keras.utils.pad_sequences(tokenizer.texts_to_sequences(TEXTS), maxlen=15)
     expected = np.asarray(keras.saving.load_model(work / "sequential.keras").predict(ids, verbose=0), dtype=np.float64)
     np.testing.assert_allclose(predictor_probabilities(store, work / "sequential_ext", TEXTS), expected, atol=1e-5)
+
+
+def test_rows_mostly_unlike_the_store_point_at_the_store_not_at_keep_rows():
+    from types import SimpleNamespace
+
+    from external_embeddings.models.embedding_rows import describe_differences
+
+    few = SimpleNamespace(from_store=98, kept_ids=[3, 4], examples=[("orbit", 0.5)])
+    most = SimpleNamespace(from_store=2, kept_ids=list(range(98)), examples=[("orbit", 0.5)])
+    assert describe_differences(few, "S").endswith("this embedding was trained or comes from other vectors")
+    assert "98 of 100 non-zero rows differ from S" in describe_differences(most, "S")
+    assert describe_differences(most, "S").endswith("give the store of the vectors it was filled from")

@@ -274,7 +274,9 @@ def test_predict_command_errors_are_one_line(served, tmp_path):
                                 bytes(store.path), b"--models", bytes(work / "models"), b"ok", b"caf\xe9"],
                                capture_output=True, text=True, cwd=ROOT)
     mistyped = run_cli("--store", str(store.path) + "x", "--models", work / "models", "orbit")
+    no_models = run_cli("--store", store.path, "--models", work / "modelz", "orbit")
     for done, message in ((folder, f"error: {tmp_path}: is not a file"),
+                          (no_models, f"error: {work / 'modelz'}: does not exist; give the folder holding"),
                           (surrogate, "error: command line: text 2: is not valid UTF-8"),
                           (mistyped, f"error: {store.path}x: does not exist; check the path")):
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr

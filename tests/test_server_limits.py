@@ -208,3 +208,21 @@ def test_serve_refuses_options_that_are_not_finite_or_not_a_port(served, option,
     assert done.returncode == 2 and "Traceback" not in done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and option in lines[0] and words in lines[0]
+
+
+def test_serve_refuses_a_port_another_server_holds_and_abbreviated_options(served):
+    """A taken --port is one line before anything starts (uvicorn would log its own error and exit 3),
+    and ``--stor`` is not silently ``--store``."""
+    _, store = served
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "external_embeddings", "serve", "--store", str(store.path),
+                               "--models", str(ROOT), "--port", str(port)], capture_output=True, text=True, cwd=ROOT,
+                              timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"error: command line: --port {port} on 127.0.0.1 cannot be bound")
+    done = subprocess.run([sys.executable, "-m", "external_embeddings", "predict", "--stor", str(store.path),
+                           "--models", str(ROOT), "x"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2 and "required: --store" in done.stderr and done.stderr.count("\n") == 1

@@ -82,5 +82,6 @@ def describe_differences(match, store_path):
     total = match.from_store + len(match.kept_ids)
     shown = ", ".join(f"{word!r}: not in the store" if d is None else f"{word!r}: max |diff| {d:.2g}"
                       for word, d in match.examples)
-    return (f"{len(match.kept_ids):,} of {total:,} non-zero rows differ from {store_path}, e.g. {shown}: "
-            "this embedding was trained or comes from other vectors")
+    why = ("this embedding comes from other vectors than this store's: give the store of the vectors it was "
+           "filled from" if len(match.kept_ids) > total / 2 else "this embedding was trained or comes from other vectors")
+    return f"{len(match.kept_ids):,} of {total:,} non-zero rows differ from {store_path}, e.g. {shown}: {why}"

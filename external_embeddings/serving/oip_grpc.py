@@ -15,7 +15,7 @@ import numpy as np
 from ..text.tokenizer import check_texts
 from . import oip_codec
 from .oip_codec import ProtocolError
-from .open_inference import PLATFORM, SERVER, VERSION
+from .open_inference import PLATFORMS, SERVER, VERSION
 
 STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED",
           503: "UNAVAILABLE"}
@@ -94,7 +94,7 @@ async def start(host, port, models, batcher, token, max_texts, max_bytes):
             labels = model(request.name, request.version)["labels"]
             tensor = pb.ModelMetadataResponse.TensorMetadata
             return pb.ModelMetadataResponse(
-                name=request.name, versions=[VERSION], platform=PLATFORM,
+                name=request.name, versions=[VERSION], platform=PLATFORMS[models.predictor.info[request.name].runtime],
                 inputs=[tensor(name=oip_codec.INPUT, datatype="BYTES", shape=[-1])],
                 outputs=[tensor(name=oip_codec.PROBABILITIES, datatype="FP32", shape=[-1, len(labels)]),
                          tensor(name=oip_codec.LABELS, datatype="BYTES", shape=[len(labels)])])

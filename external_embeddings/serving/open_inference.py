@@ -23,7 +23,8 @@ from . import oip_codec
 from .oip_codec import ProtocolError
 
 SERVER = {"name": "keras-external-embeddings", "version": "1.0.0", "extensions": ["binary_tensor_data"]}
-PLATFORM = "tensorflow_keras"  # the protocol's "<framework>_<format>": Keras models on TensorFlow
+# The protocol's "<framework>_<format>", by the runtime that serves the model (--runtime).
+PLATFORMS = {"keras": "tensorflow_keras", "onnx": "onnxruntime_onnx"}
 VERSION = "1"  # each model folder is one version; a reload replaces it in place
 SUFFIX = re.compile(r"(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?")
 
@@ -86,9 +87,9 @@ def decoded(body, encoding, max_bytes):
     return data
 
 
-def model_metadata(name, manifest):
+def model_metadata(name, manifest, runtime):
     labels = manifest["labels"]
-    return {"name": name, "versions": [VERSION], "platform": PLATFORM,
+    return {"name": name, "versions": [VERSION], "platform": PLATFORMS[runtime],
             "inputs": [{"name": oip_codec.INPUT, "datatype": "BYTES", "shape": [-1]}],
             "outputs": [{"name": oip_codec.PROBABILITIES, "datatype": "FP32", "shape": [-1, len(labels)]},
                         {"name": oip_codec.LABELS, "datatype": "BYTES", "shape": [len(labels)]}]}
@@ -127,7 +128,7 @@ def routes(endpoint, models, ready, batcher, setting):
             return empty()
         manifest = predictor.models[name][1]
         if action == "":
-            return JSONResponse(model_metadata(name, manifest))
+            return JSONResponse(model_metadata(name, manifest, predictor.info[name].runtime))
         body = decoded(await read_body(request, setting("MAX_BYTES")), request.headers.get("content-encoding"),
                        setting("MAX_BYTES"))
         parsed = oip_codec.parse_request(body, request.headers.get("inference-header-content-length"),
