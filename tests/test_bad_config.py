@@ -78,7 +78,7 @@ def test_a_value_of_the_wrong_type_is_an_error_naming_key_and_origin(key, value,
         message, place = from_argv(key, value), "command line"
     else:
         message, place = from_environ(key, value), f"environment KEE_{key}"
-    assert message.startswith(f"{place}: {key}={value!r} is not a valid {kind}; give {key} a {kind} such as ")
+    assert message.startswith(f"{place}: {key}={value!r} is not a valid {kind}; give {key} {'an' if kind[0] in 'aeiou' else 'a'} {kind} such as ")
 
 
 # ## Impossible values
