@@ -60,17 +60,19 @@ def train(dtype, seed, epochs, corpus):
 
 
 @functools.lru_cache(maxsize=1)
-def padded_corpus(store, corpus):
+def padded_corpus(store, corpus, seed):
     """The whole corpus as the script pads it (ids of ``store``'s rows), and its labels; once for all seeds.
 
-    Tokens and ids do not depend on the seed, only the validation split does.
+    A real corpus's tokens and ids do not depend on the seed, only the validation split does; the
+    demo corpus (no ``corpus``: no 20 Newsgroups here) is generated from the seed, so callers pass
+    the run's seed for it and 0 otherwise.
     """
     import config
     from external_embeddings import settings, sources
     from external_embeddings.text import tokenizer
     from external_embeddings.store import EmbeddingStore
 
-    cfg = settings.load(config, run_args(store, 0, 1, corpus))
+    cfg = settings.load(config, run_args(store, seed, 1, corpus))
     opened = EmbeddingStore.open(store, verify=True)
     corpus_ = sources.find_corpus(cfg, opened)
     tokens = [tokenizer.tokenize(text) for text in corpus_.texts]
@@ -94,7 +96,7 @@ def same_model_accuracy(model_dir, stores, seed, epochs, corpus):
 
     cfg = settings.load(config, run_args(stores["float32"], seed, epochs, corpus))
     opened = {d: EmbeddingStore.open(path, verify=True) for d, path in stores.items()}
-    x, labels = padded_corpus(stores["float32"], corpus)
+    x, labels = padded_corpus(stores["float32"], corpus, 0 if corpus else seed)
     _, val = split(len(x), cfg.VALIDATION_SPLIT, cfg.SEED)
     model = keras.saving.load_model(model_dir / "model.keras")
     return {d: float(model.evaluate(Batches(x[val], labels[val], cfg.BATCH_SIZE, s), verbose=0)[1])
