@@ -27,7 +27,6 @@ never starts TensorFlow.
 
 import itertools
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,7 @@ from .text import tokenizer
 from .errors import InputError
 from .models.externalized_folder import (Externalized, check_budget, check_fields, is_externalized,
                                          read_externalized)
-from .models.model import MANIFEST_FILE, MODEL_FILE, read_json, read_manifest
+from .models.model import MANIFEST_FILE, MODEL_FILE, check_model_file, read_json, read_manifest
 from .runtime import open_runtime
 
 BASELINE_INDEX = "word_index.json"
@@ -210,16 +209,6 @@ def top_labels(probabilities, labels, k):
     """The ``k`` most probable labels, best first, as ``[{"label", "probability"}]``."""
     best = np.argsort(-probabilities, kind="stable")[:k]
     return [{"label": labels[i], "probability": float(probabilities[i])} for i in best]
-
-
-def check_model_file(model_dir):
-    """Refuse a missing or damaged ``model.keras`` whichever runtime serves the model: it is the
-    model's source (``model.onnx`` is exported from it), and a damaged one means a damaged folder."""
-    path = Path(model_dir) / MODEL_FILE
-    if not path.is_file():
-        raise InputError(path, "is missing", "give a folder written by one of the two scripts")
-    if not zipfile.is_zipfile(path):
-        raise InputError(path, "is damaged (not a .keras zip archive)", "re-run the script that wrote it")
 
 
 class Predictor:

@@ -71,16 +71,23 @@ def read_manifest(model_dir):
     return read_json(Path(model_dir) / MANIFEST_FILE, "give a folder written by one of the two scripts")
 
 
-def load_model(model_dir):
-    """Load ``model.keras`` from a run folder, turning Keras' errors into one clear InputError."""
-    import keras
-
+def check_model_file(model_dir):
+    """``model.keras`` of a run folder, refused when missing or damaged whichever runtime serves it:
+    it is the model's source (``model.onnx`` is exported from it)."""
     path = Path(model_dir) / MODEL_FILE
     if not path.is_file():
         raise InputError(path, "is missing", "give a folder written by one of the two scripts")
     # Keras reports a damaged file as "File not found"; a .keras file is a zip archive, so say so.
     if not zipfile.is_zipfile(path):
         raise InputError(path, "is damaged (not a .keras zip archive)", "re-run the script that wrote it")
+    return path
+
+
+def load_model(model_dir):
+    """Load ``model.keras`` from a run folder, turning Keras' errors into one clear InputError."""
+    import keras
+
+    path = check_model_file(model_dir)
     try:
         return keras.saving.load_model(path, safe_mode=True)  # never run code from a model file
     except Exception as e:  # Keras raises many types for a damaged file; the user needs one message
