@@ -320,12 +320,15 @@ class Predictor:
             inputs, known = self._group_inputs(key, group, tokens, words, found, texts, sequences)
             for name, probabilities in self._run_group(key, group, inputs).items():
                 per_model[name] = (probabilities, self.models[name][1]["labels"], known[name])
+        # Each model's answers as Python numbers in a few numpy calls, not several per text.
+        answers = {name: (p, labels, known, p.argmax(axis=1).tolist(), p.max(axis=1).tolist(), p.tolist())
+                   for name, (p, labels, known) in per_model.items()}
         for i in range(len(texts)):
             result = {}
             for name in names:
-                p, labels, known = per_model[name]
-                result[name] = {"label": labels[int(np.argmax(p[i]))], "probability": float(np.max(p[i])),
-                                "probabilities": dict(zip(labels, map(float, p[i]))), "known_words": known[i]}
+                p, labels, known, best, top, rows = answers[name]
+                result[name] = {"label": labels[best[i]], "probability": top[i],
+                                "probabilities": dict(zip(labels, rows[i])), "known_words": known[i]}
                 if top_k is not None:
                     result[name]["top_k"] = top_labels(p[i], labels, top_k)
             yield result
@@ -350,8 +353,8 @@ class Predictor:
 
     def _externalized_inputs(self, group, texts, sequences):
         """Externalized models of one tokenizer and one mapping: each text is tokenized once (shared
-        with other groups of the same tokenizer through ``sequences``) and each distinct id is
-        mapped to its vector once; each model's input is then laid out at its own length and sides.
+        with other groups of the same tokenizer through ``sequences``), and mapped to vectors once,
+        for every layout at once; each model's input is then its layout's head or tail.
 
         Models padded and truncated on the same side share one layout at their longest length and
         take its head ("post") or tail ("pre"); a model with mixed sides has a layout of its own.
@@ -370,22 +373,23 @@ class Predictor:
         padded = {layout: tokenizer.pad(seqs, length, *layout[:2]) for layout, length in layouts.items()}
         for ids in padded.values():
             check_budget(self.store, ids.shape)
-        distinct = np.unique(np.concatenate([ids.ravel() for ids in padded.values()]))
-        table = first.table(self.store, distinct)  # the one mapping of this group
-        has_vector = np.any(table != 0, axis=1)
-        laid_out = {}
+        flat = np.concatenate([ids.ravel() for ids in padded.values()])
+        check_budget(self.store, flat.shape)  # all layouts at once, when there are several
+        vectors = first.vectors(self.store, flat)  # the group's one mapping, for every layout at once
+        laid_out, start = {}, 0  # each layout's ids, vectors and which ids stand for a vector
         for layout, ids in padded.items():
-            at = np.searchsorted(distinct, ids)
-            laid_out[layout] = (ids, np.take(table, at, axis=0), ids != 0, has_vector[at])
+            part = slice(start, start + ids.size)
+            laid_out[layout] = (ids, vectors[part].reshape(ids.shape + (-1,)), first.with_vector[ids])
+            start += ids.size
         inputs, known = {}, {}
         for name in group:
             external = self.models[name][2]
             tok = external.tokenizer
-            ids, vectors, mask, with_vector = laid_out[_layout(tok)]
+            ids, vectors, with_vector = laid_out[_layout(tok)]
             if ids.shape[1] != tok.length:  # the head or the tail of a longer layout is exactly this one
                 cut = slice(None, tok.length) if tok.padding == "post" else slice(-tok.length, None)
-                ids, vectors, mask, with_vector = ids[:, cut], vectors[:, cut], mask[:, cut], with_vector[:, cut]
-            inputs[name] = {"vectors": vectors, "mask": mask} if external.mask else vectors
+                ids, vectors, with_vector = ids[:, cut], vectors[:, cut], with_vector[:, cut]
+            inputs[name] = {"vectors": vectors, "mask": ids != 0} if external.mask else vectors
             counted = with_vector & (ids != 0) & (ids != (-1 if tok.oov_id is None else tok.oov_id))
             known[name] = counted.sum(axis=1).tolist()
         return inputs, known

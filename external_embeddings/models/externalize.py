@@ -17,6 +17,7 @@ from ..atomic import atomic_dir
 from ..errors import InputError
 from ..text.text_files import file_lines
 from .embedding_rows import describe_differences, match_rows
+from .externalized_folder import mapped_vectors
 from .model import MANIFEST_FILE, MODEL_FILE, load_model
 from .rebuild import rebuild
 from .source_model import Graph, load_source, refs_in
@@ -206,17 +207,6 @@ def _labels(path, count):
     return labels
 
 
-def external_vectors(store, match, ids):
-    """What the externalized model is fed for ``ids``: the store's vectors, or a kept row."""
-    vectors = store.gather(match.rows[ids])
-    if len(match.kept_ids):
-        slot = np.full(len(match.rows), -1)
-        slot[match.kept_ids] = np.arange(len(match.kept_ids))
-        where = slot[ids]
-        vectors[where >= 0] = match.kept_vectors[where[where >= 0]]
-    return vectors
-
-
 def _compare(source, parts, tokenization, model, store, match, texts, model_dir, spec):
     """The largest difference between the original's and the new model's probabilities on ``texts``."""
     from ..text.specs import load_tokenizer
@@ -233,7 +223,7 @@ def _compare(source, parts, tokenization, model, store, match, texts, model_dir,
             raise InputError(f"check text {start + bad + 1}", f"{chunk[bad][:60]!r} gets other token ids from the "
                              "tokenizer spec than from the original tokenizer", "report this: it is a bug")
         original = _original_predictions(source, parts, chunk if parts.vectorizer is not None else original_ids)
-        inputs = {"vectors": external_vectors(store, match, ids)}
+        inputs = {"vectors": mapped_vectors(store, match.rows, match.kept_ids, match.kept_vectors, ids)}
         if len(model.inputs) == 2:
             inputs["mask"] = ids != 0
         else:

@@ -51,19 +51,25 @@ class Externalized:
 
     tokenizer: object
     rows: np.ndarray  # model id -> store id
-    kept_ids: np.ndarray  # model ids whose vectors are kept_vectors, not the store's
+    kept_ids: np.ndarray  # model ids whose vectors are kept_vectors, not the store's (sorted)
     kept_vectors: np.ndarray
     mask: bool
     mapping_key: str  # equal for two models whose ids map to the same vectors
+    with_vector: np.ndarray  # per model id: the original model's row was not all zeros
 
-    def table(self, store, model_ids):
-        """``(len(model_ids), dim)`` float32: the vector each model id stands for."""
-        vectors = store.gather(self.rows[model_ids])
-        if len(self.kept_ids):
-            at = np.searchsorted(self.kept_ids, model_ids)
-            kept = (at < len(self.kept_ids)) & (self.kept_ids[np.minimum(at, len(self.kept_ids) - 1)] == model_ids)
-            vectors[kept] = self.kept_vectors[at[kept]]
-        return vectors
+    def vectors(self, store, ids):
+        """``ids.shape + (dim,)`` float32: what the model is fed for its ``ids``."""
+        return mapped_vectors(store, self.rows, self.kept_ids, self.kept_vectors, ids)
+
+
+def mapped_vectors(store, rows, kept_ids, kept_vectors, ids):
+    """The store's vectors of ``rows[ids]``, with the kept rows' own vectors for ``kept_ids`` (sorted)."""
+    vectors = store.gather(rows[ids])
+    if len(kept_ids):
+        at = np.minimum(np.searchsorted(kept_ids, ids), len(kept_ids) - 1)
+        kept = kept_ids[at] == ids
+        vectors[kept] = kept_vectors[at[kept]]
+    return vectors
 
 
 def read_externalized(model_dir, manifest, where):
@@ -79,7 +85,6 @@ def read_externalized(model_dir, manifest, where):
     rows = _load(path, np.load)
     if not isinstance(rows, np.ndarray) or rows.ndim != 1 or rows.dtype.kind not in "iu":
         raise InputError(path, "is not a 1-D integer array (model id -> store id)", FIX)
-    rows = rows.astype(np.int64)
     if len(rows) < tokenizer.vocabulary_size:
         raise InputError(path, f"maps {len(rows):,} ids but the tokenizer gives ids up to {tokenizer.vocabulary_size - 1:,}", FIX)
     if len(rows) and (rows.min() < 0 or rows.max() > count):
@@ -97,10 +102,16 @@ def read_externalized(model_dir, manifest, where):
             raise InputError(path, f"holds ids that are repeated or outside 0..{len(rows) - 1:,}", FIX)
         order = np.argsort(kept_ids)
         kept_ids, kept_vectors = kept_ids[order], kept_vectors[order].astype(np.float32)
-    digest = hashlib.sha256(rows.tobytes())
+    digest = hashlib.sha256(rows.astype(np.int64).tobytes())
     digest.update(kept_ids.tobytes())
     digest.update(kept_vectors.tobytes())
-    return Externalized(tokenizer, rows, kept_ids, kept_vectors, manifest["mask"], digest.hexdigest())
+    # ``externalize`` maps a row to the store only when it is not all zeros and equals the store's
+    # vector, so a nonzero store id is a row that held a vector; a kept row holds its own.
+    with_vector = rows != 0
+    with_vector[kept_ids] = np.any(kept_vectors != 0, axis=1)
+    # int32 where the store's ids fit: half the memory, per model and per worker.
+    rows = rows.astype(np.int32 if count < 2**31 else np.int64)
+    return Externalized(tokenizer, rows, kept_ids, kept_vectors, manifest["mask"], digest.hexdigest(), with_vector)
 
 
 def _read_kept(path):
