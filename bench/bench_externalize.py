@@ -176,9 +176,12 @@ def worker(side, folder, store_path, texts_file):
 
 
 def start(side, folder, store_path, texts_file, count):
+    """``count`` workers of one side, started as the serving benchmarks start servers (SERVE_ENV:
+    fewer malloc arenas, so that memory measures the models, not where TensorFlow's freed
+    temporaries happened to land)."""
     procs = [subprocess.Popen([sys.executable, __file__, "--worker", side, str(folder), str(store_path),
                                str(texts_file)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              env=common.ENV) for _ in range(count)]
+                              env=common.SERVE_ENV) for _ in range(count)]
     for p in procs:
         if (line := p.stdout.readline().strip()) != "ready":
             raise RuntimeError(f"{side} worker said {line!r} (exit code {p.poll()})")
