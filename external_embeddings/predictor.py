@@ -254,10 +254,19 @@ class Predictor:
                 by_runtime.setdefault(runtime_of[name], []).append(
                     (name, self.models[name][0], self.models[name][1]["sequence_length"]))
             # An externalized group's models take inputs laid out each at its own length and sides
-            # (and some a mask too): one runner each, never one fused model over unlike inputs.
-            split = isinstance(key, tuple) and key[0] == "externalized"
+            # (and some a mask too): a runner for each set of models whose inputs are the same.
+            externalized = isinstance(key, tuple) and key[0] == "externalized"
             self._runners[key] = [(rt.runner(part), [n for n, _, _ in part]) for rt, members in by_runtime.items()
-                                  for part in ([[m] for m in members] if split else [members])]
+                                  for part in (self._same_inputs(members) if externalized else [members])]
+
+    def _same_inputs(self, members):
+        """An externalized group's models split into sets that take the very same input: the same
+        layout, length and input names (a mask or not), so that their runner runs them at once."""
+        parts = {}
+        for member in members:
+            tok = self.models[member[0]][2].tokenizer
+            parts.setdefault((_layout(tok), tok.length, self.info[member[0]].input_names), []).append(member)
+        return list(parts.values())
 
     def describe(self):
         """What each model is: kind, labels, sequence length, parameter bytes and its store."""
@@ -400,14 +409,13 @@ class Predictor:
 
         A model shorter than the group's longest takes the tail of the input: with pre-padding
         and pre-truncation, that is exactly its own input. An externalized group's input holds
-        each model's own (``_externalized_inputs``), so its models run one call each.
+        each model's own (``_externalized_inputs``); a runner's models take the same one.
         """
         wanted, out = set(group), {}
         for runner, names in self._runners[key]:
             mine = [name for name in names if name in wanted]
             if mine and isinstance(inputs, dict):
-                for name in mine:
-                    out.update(runner.run([name], inputs[name]))  # its vectors, or {"vectors", "mask"}
+                out.update(runner.run(mine, inputs[mine[0]]))  # their vectors, or {"vectors", "mask"}
             elif mine:
                 out.update(runner.run(mine, inputs))
         return out

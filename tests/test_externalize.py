@@ -128,6 +128,36 @@ def test_the_mask_comes_from_the_ids_not_from_zero_vectors(store, keras2_lstm, l
     assert np.abs(by_ids - by_vectors).max() > 1e-3
 
 
+def test_models_that_take_the_same_input_run_as_one_call(store, keras2_lstm, lstm_external, work):
+    """Two masked models of one Tokenizer, length and padding (an LSTM and a GRU) take the very
+    same input: the Predictor runs them as one fused Keras call, each answering as its original."""
+    import shutil
+
+    from external_embeddings.models.externalize import externalize as run
+
+    ((gru, tokenizer),) = keras2_models(keras2_spec(work / "twin", rnn="GRU", maxlen=15, seed=7))
+    folder = work / "twins"
+    shutil.copytree(lstm_external, folder / "lstm")
+    run(gru, store, folder / "gru", tokenizer=tokenizer, maxlen=15)
+    predictor = Predictor(store, folder)
+    ((runner, names),) = [part for parts in predictor._runners.values() for part in parts]
+    assert sorted(names) == ["gru", "lstm"] and runner.fused is not None
+    calls = []
+    fused_call = runner.fused.predict_on_batch
+    runner.fused.predict_on_batch = lambda x: calls.append(len(x)) or fused_call(x)
+    results = predictor.predict(TEXTS)
+    assert calls == [2]  # one call, the vectors and the mask
+    alone = predictor.predict(TEXTS, models=["gru"])  # a request for one model runs it alone
+    assert calls == [2]
+    for name, original in (("lstm", keras2_predictions(*keras2_lstm, TEXTS, 15)),
+                           ("gru", keras2_predictions(gru, tokenizer, TEXTS, 15))):
+        labels = json.loads((folder / name / "manifest.json").read_text())["labels"]
+        got = np.array([[r[name]["probabilities"][label] for label in labels] for r in results])
+        np.testing.assert_allclose(got, original, atol=1e-5, err_msg=name)
+    assert [r["gru"]["probabilities"] for r in alone] == pytest.approx([r["gru"]["probabilities"] for r in results],
+                                                                      abs=1e-6)
+
+
 def test_keras2_gru_post_padding_with_a_kept_padding_row(store, keras2_originals, work, capsys):
     """Post padding and truncation; a padding row that is not zero differs from any store: kept."""
     model, tokenizer = keras2_originals[1]

@@ -5,7 +5,8 @@ its copies), so K models called one by one cost K of those on every batch: singl
 requests ran at 40% of what the CPU gave batched ones. A ``keras.Model`` whose outputs are
 the K models' outputs on the one input runs them as one call; its layers are the models'
 own, so it holds no second copy of any weight. A request for some of a group's models runs
-those alone, as before fusion, rather than tracing a new model for every subset.
+those alone, as before fusion, rather than tracing a new model for every subset. Externalized
+models are fused where they take the very same input (one tokenizer, mapping, length and sides).
 """
 
 import importlib
@@ -60,12 +61,17 @@ class KerasGroup:
     def __init__(self, members, fuse):
         self.members = {name: (model, length) for name, model, length in members}
         self.fused = _fuse(members) if fuse and len(members) > 1 else None
+        self.input_names = [t.name for t in members[0][1].inputs]  # the fused model's, in order
 
     def run(self, names, inputs):
         import keras
 
-        if isinstance(inputs, dict):  # one model's named inputs (an externalized model's vectors and mask)
-            return {name: keras.ops.convert_to_numpy(self.members[name][0].predict_on_batch(inputs)) for name in names}
+        if isinstance(inputs, dict):  # named inputs (externalized models' vectors and mask), the same for all
+            if self.fused is not None and len(names) == len(self.members):
+                inputs = [inputs[name] for name in self.input_names]
+            else:
+                return {name: keras.ops.convert_to_numpy(self.members[name][0].predict_on_batch(inputs))
+                        for name in names}
         if self.fused is not None and len(names) == len(self.members):
             arrays = as_list(inputs)
             outputs = self.fused.predict_on_batch(arrays if len(arrays) > 1 else arrays[0])
@@ -94,7 +100,18 @@ def _fuse(members):
     outputs = []
     for i, (_, model, length) in enumerate(members):
         own = [keras.Input(shape=t.shape[1:], dtype=t.dtype) for t in model.inputs]
-        member = keras.Model(own, model(own if len(own) > 1 else own[0]), name=f"member_{i}")
+        structure = _named_inputs(model)  # an externalized model with a mask is called with a dict
+        called = keras.tree.pack_sequence_as(structure, own) if structure else own if len(own) > 1 else own[0]
+        member = keras.Model(own, model(called), name=f"member_{i}")
         x = [t if length == longest else t[:, -length:] for t in inputs]
         outputs.append(member(x if len(x) > 1 else x[0]))
     return keras.Model(inputs, outputs, name="fused")
+
+
+def _named_inputs(model):
+    """A functional model's dict of named inputs (``model.inputs`` is its flattened order), else None."""
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):  # a Sequential, which is called with one tensor
+        return None
+    return structure if isinstance(structure, dict) else None
