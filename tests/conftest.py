@@ -5,6 +5,7 @@ model can learn the topics from the vectors in one or two epochs.
 """
 
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 from external_embeddings.store import EmbeddingStore, write_store  # noqa: E402
 
+TRAIN_TAR = ROOT.parent / "shared" / "data" / "20news-bydate-train.tar.gz"  # the real split, beside the clone
 DIM = 8
 TOPICS = {
     "rec.space": ["orbit", "rocket", "moon", "launch", "nasa", "shuttle", "planet", "star"],
@@ -23,6 +25,24 @@ TOPICS = {
 }
 COMMON = ["the", "a", "of", "and", "to", "in", "is", "it", "that", "was"]
 UNKNOWN = ["zorblax", "quuxify"]  # in the corpus, not in the vectors
+
+
+def real_posts(count=6, every=1):
+    """``count`` real 20 Newsgroups posts (bodies; one file in ``every``, so that more groups come)
+    when the archive is beside the clone, else generated texts."""
+    from external_embeddings.text.corpus import strip_headers
+
+    if not TRAIN_TAR.is_file():
+        return [f"The rocket {i} reached orbit and the pitcher threw in the inning." for i in range(count)]
+    posts = []
+    with tarfile.open(TRAIN_TAR) as tar:
+        files = (member for member in tar if member.isfile())
+        for i, member in enumerate(files):
+            if i % every == 0:
+                posts.append(strip_headers(tar.extractfile(member).read().decode("latin-1")))
+                if len(posts) == count:
+                    break
+    return posts
 
 
 def vector_rows(seed=0):

@@ -7,17 +7,19 @@ import json
 import numpy as np
 import pytest
 
-from conftest import DIM
+from conftest import DIM, real_posts
 from external_embeddings.cli import main
 from external_embeddings.predictor import Predictor
 from external_embeddings.store import EmbeddingStore, write_store
 from externalize_models import NO_VECTOR, WORDS, corpus, keras2_models, keras2_spec, keras_io_model
 
 # Words with zero rows (NO_VECTOR) in masked and unmasked places, unknown words, empty texts and
-# texts longer than every sequence length, with capitals and punctuation.
+# texts longer than every sequence length, with capitals and punctuation; then real 20 Newsgroups
+# posts from across the groups, which the originals never saw.
 TEXTS = ["The rocket reached orbit around the moon.", "zorblax quuxify florp", "zorblax the doctor florp",
          "", "unheardof words only", "NASA, launch!  Star; planet?", " ".join(WORDS * 3),
-         " ".join(NO_VECTOR * 9 + ["goal"]), "goal " + " ".join(NO_VECTOR), "glimmix"] + corpus(12, seed=5)
+         " ".join(NO_VECTOR * 9 + ["goal"]), "goal " + " ".join(NO_VECTOR), "glimmix"] + corpus(12, seed=5) \
+    + real_posts(20, every=500)
 
 
 def keras_io_predictions(path, texts):
@@ -63,11 +65,13 @@ def keras_io(work):
 
 @pytest.fixture(scope="module")
 def keras2_originals(work):
-    """The LSTM (pre padding) and the GRU (post padding, 30 words, an OOV token, a padding row that
-    is not zero), made by tf-keras in one subprocess."""
+    """The LSTM (pre padding), the GRU (post padding, 30 words, an OOV token, a padding row that
+    is not zero) and the LSTM's twin (a GRU of the same Tokenizer and maxlen), made by tf-keras in
+    one subprocess."""
     return keras2_models(keras2_spec(work / "lstm", rnn="LSTM", maxlen=15),
                          keras2_spec(work / "gru", rnn="GRU", maxlen=12, num_words=30, oov_token="<OOV>",
-                                     padding_row=True))
+                                     padding_row=True),
+                         keras2_spec(work / "twin", rnn="GRU", maxlen=15, seed=7))
 
 
 @pytest.fixture(scope="module")
@@ -128,14 +132,14 @@ def test_the_mask_comes_from_the_ids_not_from_zero_vectors(store, keras2_lstm, l
     assert np.abs(by_ids - by_vectors).max() > 1e-3
 
 
-def test_models_that_take_the_same_input_run_as_one_call(store, keras2_lstm, lstm_external, work):
+def test_models_that_take_the_same_input_run_as_one_call(store, keras2_originals, lstm_external, work):
     """Two masked models of one Tokenizer, length and padding (an LSTM and a GRU) take the very
     same input: the Predictor runs them as one fused Keras call, each answering as its original."""
     import shutil
 
     from external_embeddings.models.externalize import externalize as run
 
-    ((gru, tokenizer),) = keras2_models(keras2_spec(work / "twin", rnn="GRU", maxlen=15, seed=7))
+    keras2_lstm, _, (gru, tokenizer) = keras2_originals
     folder = work / "twins"
     shutil.copytree(lstm_external, folder / "lstm")
     run(gru, store, folder / "gru", tokenizer=tokenizer, maxlen=15)

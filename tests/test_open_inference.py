@@ -9,16 +9,14 @@ import socket
 import struct
 import subprocess
 import sys
-import tarfile
 
 import httpx
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, real_posts
 from external_embeddings.predictor import Predictor
 from external_embeddings.serving.batching import Batcher
-from external_embeddings.text.corpus import strip_headers
 from test_server import free_port, serve, stop
 
 httpclient = pytest.importorskip("tritonclient.http")
@@ -26,7 +24,6 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 
 TOKEN = "0ip-t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-TRAIN_TAR = ROOT.parent / "shared" / "data" / "20news-bydate-train.tar.gz"
 A, B, BASE = "a/pretrained_external_word_embeddings", "b/pretrained_external_word_embeddings", \
     "base/pretrained_word_embeddings"
 LABELS = ["rec.space", "rec.sport", "sci.med"]
@@ -37,20 +34,6 @@ def auth():
     """A fresh headers dict per call: tritonclient adds Inference-Header-Content-Length to the dict it is
     given, so a shared one would carry a binary request's header length into the next JSON request."""
     return dict(AUTH)
-
-
-def real_posts(count=6):
-    """A few real 20 Newsgroups posts (bodies) when the archive is beside the clone, else generated texts."""
-    if not TRAIN_TAR.is_file():
-        return [f"The rocket {i} reached orbit and the pitcher threw in the inning." for i in range(count)]
-    posts = []
-    with tarfile.open(TRAIN_TAR) as tar:
-        for member in tar:
-            if member.isfile():
-                posts.append(strip_headers(tar.extractfile(member).read().decode("latin-1")))
-                if len(posts) == count:
-                    return posts
-    return posts
 
 
 TEXTS = ["The rocket reached orbit around the moon.", "", "Ünïcödé: the doctor in Zürich saw a patient, 東京 🚀 orbit",
