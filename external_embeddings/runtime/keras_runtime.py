@@ -61,33 +61,28 @@ class KerasGroup:
     def __init__(self, members, fuse):
         self.members = {name: (model, length) for name, model, length in members}
         self.fused = _fuse(members) if fuse and len(members) > 1 else None
-        self.input_names = [t.name for t in members[0][1].inputs]  # the fused model's, in order
 
     def run(self, names, inputs):
         import keras
 
-        if isinstance(inputs, dict):  # named inputs (externalized models' vectors and mask), the same for all
-            if self.fused is not None and len(names) == len(self.members):
-                inputs = [inputs[name] for name in self.input_names]
-            else:
-                return {name: keras.ops.convert_to_numpy(self.members[name][0].predict_on_batch(inputs))
-                        for name in names}
         if self.fused is not None and len(names) == len(self.members):
-            arrays = as_list(inputs)
-            outputs = self.fused.predict_on_batch(arrays if len(arrays) > 1 else arrays[0])
+            outputs = self.fused.predict_on_batch(_called_with(inputs))
             return {name: keras.ops.convert_to_numpy(p) for name, p in zip(self.members, outputs) if name in names}
+        if isinstance(inputs, dict):  # externalized models' named vectors and mask, the same for all of them
+            return {name: keras.ops.convert_to_numpy(self.members[name][0].predict_on_batch(inputs)) for name in names}
         # Made a tensor once for the group, not once per model.
         arrays = [keras.ops.convert_to_tensor(a) for a in as_list(inputs)]
         out = {}
         for name in names:
             model, length = self.members[name]
             x = tail(arrays, length)
-            out[name] = keras.ops.convert_to_numpy(model.predict_on_batch(x if len(x) > 1 else x[0]))
+            out[name] = keras.ops.convert_to_numpy(model.predict_on_batch(_called_with(x)))
         return out
 
 
 def _fuse(members):
-    """One ``keras.Model``: the group's input(s) at the longest length, each model on its tail.
+    """One ``keras.Model``: the group's input(s) at the longest length, each model on its tail;
+    called as the longest model is (a dict of named inputs for an externalized model with a mask).
 
     Each model is wrapped in a model of its own name first: models saved by separate runs carry
     the same names (``functional``), and a Keras model's layers must be named uniquely.
@@ -101,11 +96,21 @@ def _fuse(members):
     for i, (_, model, length) in enumerate(members):
         own = [keras.Input(shape=t.shape[1:], dtype=t.dtype) for t in model.inputs]
         structure = _named_inputs(model)  # an externalized model with a mask is called with a dict
-        called = keras.tree.pack_sequence_as(structure, own) if structure else own if len(own) > 1 else own[0]
+        called = keras.tree.pack_sequence_as(structure, own) if structure else _called_with(own)
         member = keras.Model(own, model(called), name=f"member_{i}")
         x = [t if length == longest else t[:, -length:] for t in inputs]
-        outputs.append(member(x if len(x) > 1 else x[0]))
-    return keras.Model(inputs, outputs, name="fused")
+        outputs.append(member(_called_with(x)))
+    structure = _named_inputs(first)
+    return keras.Model(keras.tree.pack_sequence_as(structure, inputs) if structure else inputs, outputs, name="fused")
+
+
+def _called_with(inputs):
+    """A model's inputs as Keras calls it with them: a dict of named inputs as it is, one array
+    alone, several as a list."""
+    if isinstance(inputs, dict):
+        return inputs
+    arrays = as_list(inputs)
+    return arrays if len(arrays) > 1 else arrays[0]
 
 
 def _named_inputs(model):
