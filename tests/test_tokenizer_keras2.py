@@ -5,29 +5,21 @@ The original scripts used Keras 2's ``Tokenizer(num_words)``, ``texts_to_sequenc
 are checked against them, not against hand-written expectations.
 """
 
-import tarfile
-
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import TRAIN_TAR, real_posts
 from external_embeddings.text import tokenizer
-from external_embeddings.text.corpus import strip_headers
 
-TRAIN_TAR = ROOT.parent / "shared" / "data" / "20news-bydate-train.tar.gz"
 tf_keras = pytest.importorskip("tf_keras")
 
 
 @pytest.fixture(scope="module")
 def posts():
-    """The bodies of 600 real posts (every category), read straight from the archive."""
+    """The bodies of 600 real posts, read straight from the archive."""
     if not TRAIN_TAR.is_file():
         pytest.skip(f"{TRAIN_TAR} is not here")
-    texts = []
-    with tarfile.open(TRAIN_TAR) as tar:
-        for member in tar:
-            if member.isfile() and len(texts) < 600:
-                texts.append(strip_headers(tar.extractfile(member).read().decode("latin-1")))
+    texts = real_posts(600)
     assert len(texts) == 600
     return texts
 
