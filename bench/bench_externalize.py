@@ -41,7 +41,7 @@ LENGTH, MAX_TOKENS, LABELS_PER_MODEL = 200, 20000, 10
 
 def sizes(quick):
     return {"models": 2, "docs": 300, "texts": 64, "repeats": 1, "workers": 1} if quick else \
-        {"models": 8, "docs": 2000, "texts": 512, "repeats": 3, "workers": 2}
+        {"models": 8, "docs": 2000, "texts": 512, "repeats": 7, "workers": 2}
 
 
 def split(corpus, count, texts):
