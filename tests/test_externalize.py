@@ -370,6 +370,10 @@ def test_benchmark_rows_state_each_goal():
     assert memory["verdict"] == "MISSED" and "= 50%" in memory["note"]
     assert speed["verdict"] == "met" and speed["ratio"] == "1.00x"
     assert same["verdict"] == "met" and seconds["external"] == "25.0 s"
+    # The ratio pairs each side's pass r (run back to back), not the two medians (here 1.00x).
+    figures["seconds"] = {"original": [1.0, 4.0, 2.0], "external": [2.0, 2.0, 1.5]}
+    speed = bench_externalize.rows(figures)[3]
+    assert speed["ratio"] == "1.33x" and speed["original"] == speed["external"] == "256"
 
 
 def test_a_keras3_sequential_with_a_bidirectional_rnn_and_one_sigmoid(store, keras2_lstm, work, capsys):
