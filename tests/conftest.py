@@ -27,6 +27,26 @@ COMMON = ["the", "a", "of", "and", "to", "in", "is", "it", "that", "was"]
 UNKNOWN = ["zorblax", "quuxify"]  # in the corpus, not in the vectors
 
 
+def pytest_addoption(parser):
+    parser.addoption("--bench", action="store_true",
+                     help="also run the benchmarks' --quick forms end to end (3 tests, about 4 minutes)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "bench: a benchmark's --quick run end to end; runs with --bench")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the ``bench`` tests unless --bench is given: each runs a whole benchmark (1-1.5 minutes),
+    a quarter of the suite's time, and a long case belongs in a benchmark."""
+    if config.getoption("--bench"):
+        return
+    skip = pytest.mark.skip(reason="a benchmark's --quick run: python -m pytest --bench")
+    for item in items:
+        if item.get_closest_marker("bench"):
+            item.add_marker(skip)
+
+
 def real_posts(count=6, every=1):
     """``count`` real 20 Newsgroups posts (bodies; one file in ``every``, so that more groups come)
     when the archive is beside the clone, else generated texts."""

@@ -1,4 +1,4 @@
-"""Benchmark pieces: bench_open's open vs parse, the synthetic vectors, bench_scale, bench_dtypes and bench_seeds
+"""Benchmark pieces: bench_open's open vs parse, the synthetic vectors, and (with --bench) bench_scale, bench_dtypes and bench_seeds
 --quick end to end."""
 
 import json
@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import ROOT, vector_rows, write_vectors
 from external_embeddings.sources import convert_file
@@ -112,6 +113,7 @@ def run_quick(bench, tmp_path):
     return json.loads(out.read_text())
 
 
+@pytest.mark.bench
 def test_scale_benchmark_quick_runs_and_reports_every_side(tmp_path):
     """The --quick form end to end (about 1.5 minutes), in a temporary results folder."""
     figures = run_quick("bench_scale.py", tmp_path)
@@ -127,6 +129,7 @@ def test_scale_benchmark_quick_runs_and_reports_every_side(tmp_path):
     assert (tmp_path / "results" / "scale.png").stat().st_size > 0
 
 
+@pytest.mark.bench
 def test_dtype_benchmark_quick_trains_on_every_store_and_rebuilds_the_scripts_validation_split(tmp_path):
     """bench_dtypes --quick: one 1-epoch run per dtype on a small corpus, then the same-model rows."""
     figures = run_quick("bench_dtypes.py", tmp_path)
@@ -160,6 +163,7 @@ def test_runtime_rows_put_todays_path_beside_onnx_and_state_every_goal():
     assert rows["one ONNX worker, K=100 models, PSS after requests"]["note"] == "K=1: 60.0 MB, K=100: 400.0 MB"
 
 
+@pytest.mark.bench
 def test_seeds_benchmark_quick_gives_spread_of_final_and_best_per_side(tmp_path):
     """bench_seeds --quick: 2 seeds x 2 sides, 1 epoch each on a tiny corpus, each run in its own process."""
     out = tmp_path / "figures.json"
