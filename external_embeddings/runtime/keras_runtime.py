@@ -37,10 +37,15 @@ class KerasRuntime:
     name = "keras"
 
     def __init__(self, threads, fuse=True):
-        with native_logs_hidden():  # TensorFlow's C++ start-up chatter
+        # TensorFlow's C++ start-up chatter, and its search for devices, which logs an error line
+        # ("failed call to cuInit") on every machine without a GPU. Listing the devices does not
+        # start TensorFlow's runtime, so the threads are still set after it.
+        with native_logs_hidden():
             importlib.import_module("keras")
+            tf = importlib.import_module("tensorflow")
             if threads:
                 _configure_threads(threads)
+            tf.config.list_physical_devices()
         self.fuse = fuse
 
     def load(self, model_dir, manifest, where):
