@@ -10,6 +10,7 @@ models are fused where they take the very same input (one tokenizer, mapping, le
 """
 
 import importlib
+import logging
 
 from ..models.model import load_model, native_logs_hidden
 from ..models.onnx_export import embedding_layer
@@ -33,6 +34,15 @@ def _configure_threads(threads):
         pass
 
 
+def _each_model_traces_once(record):
+    """Drop TensorFlow's "N out of the last N calls ... triggered tf.function retracing" warning.
+
+    Every loaded model traces its own predict function on its first batch, and TensorFlow counts
+    those traces together: serving 5 groups or more printed the warning on the first request, as
+    if one function were retraced in a loop. A logging filter, since the warning has no switch."""
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
 class KerasRuntime:
     name = "keras"
 
@@ -46,6 +56,7 @@ class KerasRuntime:
             if threads:
                 _configure_threads(threads)
             tf.config.list_physical_devices()
+        logging.getLogger("tensorflow").addFilter(_each_model_traces_once)
         self.fuse = fuse
 
     def load(self, model_dir, manifest, where):
