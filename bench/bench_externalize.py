@@ -192,10 +192,6 @@ def start(side, folder, store_path, texts_file, count):
     return procs
 
 
-def pss(procs):
-    return sum(psutil.Process(p.pid).memory_full_info().pss for p in procs)
-
-
 def ask(procs, word, answer=None):
     for p in procs:
         p.stdin.write(word + "\n")
@@ -222,13 +218,14 @@ def memory(side, folder, store_path, texts_file, workers, passes):
     batches. Each side runs alone: PSS splits a library page among every process that maps it, so
     the other side's workers would take a share of the pages this side's loading touched."""
     procs = start(side, folder, store_path, texts_file, workers)
+    watched = [psutil.Process(p.pid) for p in procs]
     try:
-        before = pss(procs)
+        before = common.pss(watched)
         ask(procs, "go", "loaded")
-        readings = [pss(procs) - before]
+        readings = [common.pss(watched) - before]
         for _ in range(passes):
             ask(procs, "time")
-            readings.append(pss(procs) - before)
+            readings.append(common.pss(watched) - before)
         return readings
     finally:
         stop(procs)
